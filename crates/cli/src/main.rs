@@ -1,0 +1,122 @@
+//! `opentrail`: the server and its command-line tools.
+
+mod put_events;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use opentrail_service::{Config, Credentials, OpenTrail, Secret};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "opentrail", version, about = "A self-hosted, CloudTrail-compatible audit trail")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: CloudTrail's API on one port, data in one folder.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4590")]
+        listen: SocketAddr,
+        /// Folder for the journal, the indexes and the control-plane state.
+        #[arg(long, default_value = "./opentrail-data")]
+        data_dir: PathBuf,
+        /// TOML file defining accounts, users and access keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Append CloudTrail records (JSON lines, or a log file's {"Records":[...]}, optionally
+    /// gzipped) to the journal of a stopped server, so Event History can be tried on real events.
+    PutEvents {
+        /// The file to read.
+        file: PathBuf,
+        #[arg(long, default_value = "./opentrail-data")]
+        data_dir: PathBuf,
+        /// File every record under this account instead of its recipientAccountId.
+        #[arg(long)]
+        account: Option<String>,
+        /// Region for records without awsRegion.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve { listen, data_dir, config } => runtime.block_on(serve(listen, data_dir, config)),
+        Command::PutEvents { file, data_dir, account, region } => {
+            runtime.block_on(put_events::run(&file, &data_dir, account.as_deref(), &region))
+        }
+    }
+}
+
+/// Credentials from the config file, else from the environment, else (on loopback only) the
+/// development account.
+fn load_credentials(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Credentials> {
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            match (variable("OPENTRAIL_ACCESS_KEY_ID"), variable("OPENTRAIL_SECRET_ACCESS_KEY")) {
+                (Some(key), Some(secret)) => {
+                    let account = variable("OPENTRAIL_ACCOUNT_ID").unwrap_or_else(|| "000000000000".into());
+                    Config::single_root(&account, &key, Secret::new(secret))
+                }
+                (None, None) if listen.ip().is_loopback() => {
+                    tracing::warn!(
+                        "no credentials configured: using the development account 000000000000 with access key \
+                         'test' and secret 'test' (loopback only)"
+                    );
+                    Config::development()
+                }
+                (None, None) => bail!(
+                    "refusing to listen on {listen} without credentials: pass --config or set \
+                     OPENTRAIL_ACCESS_KEY_ID and OPENTRAIL_SECRET_ACCESS_KEY"
+                ),
+                _ => bail!("set both OPENTRAIL_ACCESS_KEY_ID and OPENTRAIL_SECRET_ACCESS_KEY, or neither"),
+            }
+        }
+    };
+    Ok(Credentials::from_config(&config)?)
+}
+
+async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -> Result<()> {
+    let credentials = load_credentials(config.as_ref(), &listen)?;
+    let service = OpenTrail::open(&data_dir, credentials)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    service.spawn_background_tasks();
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(data_dir = %data_dir.display(), "OpenTrail is ready");
+    println!("OpenTrail listening on http://{address}");
+    opentrail_api::serve(listener, service, shutdown_signal()).await?;
+    tracing::info!("OpenTrail stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,111 @@
+//! `opentrail put-events`: real CloudTrail records into the journal, through the same durable
+//! append path the API uses.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use opentrail_model::record::LookupAttribute;
+use opentrail_model::{AccountId, EventRecord, Region};
+use opentrail_service::{Config, Credentials, OpenTrail};
+use serde_json::Value;
+
+const BATCH: usize = 1000;
+
+/// Reads the records of a JSON-lines file or a CloudTrail log file (`{"Records": [...]}`),
+/// gzipped or not.
+fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_string(&mut text).context("invalid gzip data")?;
+        text
+    } else {
+        String::from_utf8(raw).context("the file is not UTF-8 text")?
+    };
+    if let Ok(Value::Object(document)) = serde_json::from_str::<Value>(&text)
+        && let Some(Value::Array(records)) = document.get("Records")
+    {
+        return Ok(records.clone());
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| serde_json::from_str(line).with_context(|| format!("line {}: not valid JSON", number + 1)))
+        .collect()
+}
+
+pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &str) -> Result<()> {
+    let records = read_records(file)?;
+    let override_account = account.map(AccountId::parse).transpose().context("--account must be 12 digits")?;
+    let fallback_region = Region::parse(region).context("--region is not a Region name")?;
+
+    // Validate everything before writing anything.
+    let mut events = Vec::with_capacity(records.len());
+    for (number, record) in records.into_iter().enumerate() {
+        let text = |pointer: &str| record.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        let account = match &override_account {
+            Some(account) => account.clone(),
+            None => {
+                let id = text("/recipientAccountId").or_else(|| text("/userIdentity/accountId")).unwrap_or_default();
+                AccountId::parse(&id)
+                    .with_context(|| format!("record {}: no 12-digit account ID; pass --account", number + 1))?
+            }
+        };
+        let region = text("/awsRegion").and_then(|r| Region::parse(&r)).unwrap_or_else(|| fallback_region.clone());
+        let event = EventRecord::new(account, region, record).with_context(|| format!("record {}", number + 1))?;
+        events.push(event);
+    }
+
+    let service = OpenTrail::open(data_dir, Credentials::from_config(&Config::development())?)
+        .with_context(|| format!("cannot open {} (is a server using it?)", data_dir.display()))?;
+    let history = service.history().clone();
+    while history.catch_up_once(4 << 20)? > 0 {}
+
+    // Keep each eventID that is present and unique; give the others a new one.
+    let mut seen = HashSet::new();
+    let mut renamed = 0;
+    for event in &mut events {
+        let keep = match event.event_id() {
+            Some(id) => seen.insert(id.to_owned()) && !history_has_event(&service, event, id)?,
+            None => false,
+        };
+        if !keep {
+            let id = uuid::Uuid::new_v4().to_string();
+            seen.insert(id.clone());
+            event.record.insert("eventID".into(), Value::String(id));
+            renamed += 1;
+        }
+    }
+    let progress_every = (events.len() / 10).max(BATCH);
+    for (index, chunk) in events.chunks(BATCH).enumerate() {
+        service.append_records(chunk).await.context("the journal refused the records")?;
+        if (index + 1) * BATCH % progress_every < BATCH {
+            eprintln!("appended {} of {}", ((index + 1) * BATCH).min(events.len()), events.len());
+        }
+    }
+    let end = service.journal().committed_end();
+    while history.catch_up_once(4 << 20)? > 0 {}
+    if !history.wait_for(end, Duration::from_secs(5)).await {
+        bail!("the history index did not catch up with the journal");
+    }
+    println!("appended {} records ({renamed} given new event IDs)", events.len());
+    Ok(())
+}
+
+fn history_has_event(service: &OpenTrail, event: &EventRecord, id: &str) -> Result<bool> {
+    let query = opentrail_history::LookupQuery {
+        account: event.account.clone(),
+        region: event.region.clone(),
+        attributes: vec![(LookupAttribute::EventId, id.to_owned())],
+        start: chrono::DateTime::UNIX_EPOCH,
+        end: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        insights: false,
+        max_results: 1,
+        parameters_fingerprint: 0,
+        after: None,
+    };
+    Ok(!service.history().lookup(&query)?.events.is_empty())
+}

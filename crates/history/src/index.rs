@@ -1,0 +1,492 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use opentrail_journal::{Journal, JournalError, Position};
+use opentrail_model::record::{EventRecord, LookupAttribute};
+use opentrail_model::{AccountId, Region};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::PageToken;
+
+type IndexKey<'a> = (&'a str, u64, u64);
+
+/// `(scope, reversed event time, reversed position)` for every indexed event.
+const BY_TIME: TableDefinition<IndexKey, ()> = TableDefinition::new("by_time");
+/// `(scope + attribute + value, reversed event time, reversed position)`.
+const BY_ATTRIBUTE: TableDefinition<IndexKey, ()> = TableDefinition::new("by_attribute");
+/// Journal position of each indexed event -> (when it was indexed, ms; its reversed time).
+const INDEXED: TableDefinition<u64, (u64, u64)> = TableDefinition::new("indexed");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CURSOR_KEY: &str = "journal_cursor";
+
+/// How many candidate keys one lookup page examines at most before it returns what it has
+/// (with a `NextToken`), so that a lookup whose extra attributes rarely match stays fast.
+const MAX_CANDIDATES_PER_PAGE: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history index storage error: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the NextToken does not belong to this query")]
+    InvalidToken,
+}
+
+macro_rules! storage_errors {
+    ($($kind:ty),*) => {$(
+        impl From<$kind> for HistoryError {
+            fn from(error: $kind) -> Self {
+                Self::Storage(error.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One `LookupEvents` request, already validated.
+#[derive(Debug, Clone)]
+pub struct LookupQuery {
+    pub account: AccountId,
+    pub region: Region,
+    /// All must match (AWS allows one; OpenTrail ANDs several).
+    pub attributes: Vec<(LookupAttribute, String)>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Insights events instead of management events.
+    pub insights: bool,
+    pub max_results: usize,
+    /// Fingerprints the parameters the caller gave, so a token only continues its own query.
+    pub parameters_fingerprint: u64,
+    pub after: Option<PageToken>,
+}
+
+#[derive(Debug, Default)]
+pub struct LookupPage {
+    pub events: Vec<EventRecord>,
+    pub next: Option<PageToken>,
+}
+
+pub struct HistoryIndex {
+    db: Database,
+    journal: Arc<dyn Journal>,
+    indexed: watch::Sender<Position>,
+}
+
+fn scope(account: &AccountId, region: &Region, insights: bool) -> String {
+    let kind = if insights { "insight" } else { "management" };
+    format!("{account}\0{region}\0{kind}")
+}
+
+fn attribute_scope(scope: &str, attribute: LookupAttribute, value: &str) -> String {
+    format!("{scope}\0{}\0{value}", attribute.name())
+}
+
+fn reversed_time(time: DateTime<Utc>) -> u64 {
+    u64::MAX - time.timestamp().max(0) as u64
+}
+
+/// A stable fingerprint of query parameters (for binding tokens to their query).
+pub fn fingerprint(parts: &[&str]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("eight bytes"))
+}
+
+fn is_insight(record: &EventRecord) -> bool {
+    record.str_field("eventType") == Some("AwsCloudTrailInsight") || record.str_field("eventCategory") == Some("Insight")
+}
+
+impl HistoryIndex {
+    /// Opens the index, rebuilding it from the journal if the file is missing or unreadable.
+    pub fn open(path: &Path, journal: Arc<dyn Journal>) -> Result<Self, HistoryError> {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(error) => {
+                let aside = PathBuf::from(format!("{}.damaged", path.display()));
+                tracing::warn!(%error, "history index unreadable; moving it aside and rebuilding from the journal");
+                std::fs::rename(path, &aside).map_err(|e| HistoryError::Storage(e.to_string()))?;
+                Database::create(path)?
+            }
+        };
+        let txn = db.begin_write()?;
+        let cursor = {
+            txn.open_table(BY_TIME)?;
+            txn.open_table(BY_ATTRIBUTE)?;
+            txn.open_table(INDEXED)?;
+            let meta = txn.open_table(META)?;
+            meta.get(CURSOR_KEY)?.map(|v| v.value()).unwrap_or(0)
+        };
+        txn.commit()?;
+        let (indexed, _) = watch::channel(cursor);
+        Ok(Self { db, journal, indexed })
+    }
+
+    /// The journal position up to which every event is indexed.
+    pub fn cursor(&self) -> Position {
+        *self.indexed.borrow()
+    }
+
+    /// Indexes the next stretch of the journal. Blocking; returns how many records it read.
+    pub fn catch_up_once(&self, max_bytes: usize) -> Result<usize, HistoryError> {
+        let batch = self.journal.read_from(self.cursor(), max_bytes)?;
+        if batch.entries.is_empty() {
+            if batch.next != self.cursor() {
+                self.commit_cursor_only(batch.next)?;
+            }
+            return Ok(0);
+        }
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        let txn = self.db.begin_write()?;
+        {
+            let mut by_time = txn.open_table(BY_TIME)?;
+            let mut by_attribute = txn.open_table(BY_ATTRIBUTE)?;
+            let mut indexed = txn.open_table(INDEXED)?;
+            for entry in &batch.entries {
+                let record = match EventRecord::decode(&entry.payload) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        tracing::warn!(position = entry.position, %error, "skipping undecodable journal record");
+                        continue;
+                    }
+                };
+                let insight = is_insight(&record);
+                if !insight && !record.is_management_event() {
+                    continue; // Event History holds management and Insights events only.
+                }
+                let Some(time) = record.event_time() else { continue };
+                let reversed = reversed_time(time);
+                let reversed_position = u64::MAX - entry.position;
+                let scope = scope(&record.account, &record.region, insight);
+                by_time.insert((scope.as_str(), reversed, reversed_position), ())?;
+                for (attribute, value) in record.lookup_keys() {
+                    let key = attribute_scope(&scope, attribute, &value);
+                    by_attribute.insert((key.as_str(), reversed, reversed_position), ())?;
+                }
+                indexed.insert(entry.position, (now_ms, reversed))?;
+            }
+            txn.open_table(META)?.insert(CURSOR_KEY, batch.next)?;
+        }
+        txn.commit()?;
+        self.indexed.send_replace(batch.next);
+        Ok(batch.entries.len())
+    }
+
+    fn commit_cursor_only(&self, cursor: Position) -> Result<(), HistoryError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(CURSOR_KEY, cursor)?;
+        txn.commit()?;
+        self.indexed.send_replace(cursor);
+        Ok(())
+    }
+
+    /// Waits until everything below `position` is indexed, or the timeout passes.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
+        let mut receiver = self.indexed.subscribe();
+        tokio::time::timeout(timeout, receiver.wait_for(|&indexed| indexed >= position))
+            .await
+            .is_ok_and(|result| result.is_ok())
+    }
+
+    /// One page of `LookupEvents`. Blocking (reads the index and the journal).
+    pub fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, HistoryError> {
+        if let Some(token) = &query.after
+            && token.query_fingerprint != query.parameters_fingerprint
+        {
+            return Err(HistoryError::InvalidToken);
+        }
+        let scope = scope(&query.account, &query.region, query.insights);
+        let (prefix, table, filters) = match query.attributes.split_first() {
+            None => (scope.clone(), BY_TIME, &[][..]),
+            Some(((attribute, value), rest)) => (attribute_scope(&scope, *attribute, value), BY_ATTRIBUTE, rest),
+        };
+        if query.start > query.end {
+            return Ok(LookupPage::default());
+        }
+        let newest = reversed_time(query.end);
+        let oldest = reversed_time(query.start);
+        let lower = match &query.after {
+            Some(token) => std::ops::Bound::Excluded((prefix.as_str(), token.reversed_time, token.reversed_position)),
+            None => std::ops::Bound::Included((prefix.as_str(), newest, 0)),
+        };
+        let upper = std::ops::Bound::Included((prefix.as_str(), oldest, u64::MAX));
+
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        let mut page = LookupPage::default();
+        let mut last_key = None;
+        let mut examined = 0;
+        for item in table.range::<IndexKey>((lower, upper))? {
+            let (key, _) = item?;
+            let (_, reversed, reversed_position) = key.value();
+            if page.events.len() == query.max_results || examined == MAX_CANDIDATES_PER_PAGE {
+                // There is more: continue after the last key this page looked at.
+                let (reversed_time, reversed_position) = last_key.expect("a page that is full has a last key");
+                page.next = Some(PageToken {
+                    reversed_time,
+                    reversed_position,
+                    query_fingerprint: query.parameters_fingerprint,
+                });
+                break;
+            }
+            examined += 1;
+            last_key = Some((reversed, reversed_position));
+            let position = u64::MAX - reversed_position;
+            let record = match self.journal.read_at(position) {
+                Ok(bytes) => EventRecord::decode(&bytes).map_err(|e| HistoryError::Storage(e.to_string()))?,
+                // Dropped by retention after the index entry was read: skip it.
+                Err(JournalError::NoSuchPosition(_)) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let keys = record.lookup_keys();
+            if filters.iter().all(|filter| keys.contains(filter)) {
+                page.events.push(record);
+            }
+        }
+        Ok(page)
+    }
+
+    /// Removes events indexed before `cutoff` (Event History keeps 90 days). Blocking.
+    pub fn expire(&self, cutoff: DateTime<Utc>) -> Result<usize, HistoryError> {
+        let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
+        let txn = self.db.begin_write()?;
+        let mut removed = 0;
+        {
+            let mut indexed = txn.open_table(INDEXED)?;
+            let mut by_time = txn.open_table(BY_TIME)?;
+            let mut by_attribute = txn.open_table(BY_ATTRIBUTE)?;
+            let expired: Vec<(u64, u64)> = indexed
+                .iter()?
+                .map_while(|item| {
+                    let (position, value) = item.ok()?;
+                    let (indexed_ms, reversed) = value.value();
+                    (indexed_ms < cutoff_ms).then_some((position.value(), reversed))
+                })
+                .collect();
+            for (position, reversed) in expired {
+                indexed.remove(position)?;
+                removed += 1;
+                let Ok(bytes) = self.journal.read_at(position) else { continue };
+                let Ok(record) = EventRecord::decode(&bytes) else { continue };
+                let scope = scope(&record.account, &record.region, is_insight(&record));
+                let reversed_position = u64::MAX - position;
+                by_time.remove((scope.as_str(), reversed, reversed_position))?;
+                for (attribute, value) in record.lookup_keys() {
+                    let key = attribute_scope(&scope, attribute, &value);
+                    by_attribute.remove((key.as_str(), reversed, reversed_position))?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// The oldest journal position the index still needs (for journal retention).
+    pub fn oldest_needed_position(&self) -> Result<Position, HistoryError> {
+        let txn = self.db.begin_read()?;
+        let indexed = txn.open_table(INDEXED)?;
+        Ok(indexed.first()?.map(|(position, _)| position.value()).unwrap_or_else(|| self.cursor()))
+    }
+}
+
+/// Keeps the index caught up with the journal until the process ends.
+pub async fn run_indexer(index: Arc<HistoryIndex>, journal: Arc<dyn Journal>) {
+    let mut committed = journal.subscribe();
+    loop {
+        while index.cursor() < journal.committed_end() {
+            let worker = index.clone();
+            match tokio::task::spawn_blocking(move || worker.catch_up_once(4 * 1024 * 1024)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "history indexing failed; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(join_error) => {
+                    tracing::error!(%join_error, "history indexer task failed");
+                    return;
+                }
+            }
+        }
+        if committed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentrail_journal::{LocalJournal, LocalJournalOptions};
+    use serde_json::json;
+
+    use super::*;
+
+    fn account(id: &str) -> AccountId {
+        AccountId::parse(id).unwrap()
+    }
+
+    fn region() -> Region {
+        Region::parse("us-east-1").unwrap()
+    }
+
+    fn record(account_id: &str, id: usize, name: &str, seconds: i64) -> Vec<u8> {
+        let time = DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap();
+        EventRecord::new(
+            account(account_id),
+            region(),
+            json!({
+                "eventVersion": "1.11",
+                "eventTime": time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "eventName": name,
+                "eventSource": "cloudtrail.amazonaws.com",
+                "eventID": format!("id-{id}"),
+                "readOnly": name.starts_with("Get"),
+                "eventCategory": "Management",
+                "userIdentity": {"type": "IAMUser", "userName": "alice", "accessKeyId": "AKIA1"}
+            }),
+        )
+        .unwrap()
+        .encode()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        journal: Arc<LocalJournal>,
+        index: HistoryIndex,
+    }
+
+    async fn fixture(records: Vec<Vec<u8>>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+        journal.append(records).await.unwrap().unwrap();
+        let index = HistoryIndex::open(&dir.path().join("history.redb"), journal.clone()).unwrap();
+        while index.catch_up_once(1 << 20).unwrap() > 0 {}
+        Fixture { _dir: dir, journal, index }
+    }
+
+    fn query(account_id: &str) -> LookupQuery {
+        LookupQuery {
+            account: account(account_id),
+            region: region(),
+            attributes: Vec::new(),
+            start: DateTime::from_timestamp(0, 0).unwrap(),
+            end: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            insights: false,
+            max_results: 50,
+            parameters_fingerprint: 7,
+            after: None,
+        }
+    }
+
+    fn ids(page: &LookupPage) -> Vec<String> {
+        page.events.iter().map(|e| e.event_id().unwrap().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn newest_first_and_paged_exactly_once() {
+        let records = (0..23).map(|i| record("111111111111", i, "GetTrail", (i / 3) as i64)).collect();
+        let f = fixture(records).await;
+        let mut q = query("111111111111");
+        q.max_results = 5;
+        let mut seen = Vec::new();
+        loop {
+            let page = f.index.lookup(&q).unwrap();
+            seen.extend(ids(&page));
+            match page.next {
+                Some(token) => q.after = Some(token),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..23).rev().map(|i| format!("id-{i}")).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn attributes_filter_and_combine() {
+        let records = vec![
+            record("111111111111", 0, "GetTrail", 0),
+            record("111111111111", 1, "CreateTrail", 1),
+            record("111111111111", 2, "GetTrail", 2),
+        ];
+        let f = fixture(records).await;
+        let mut q = query("111111111111");
+        q.attributes = vec![(LookupAttribute::EventName, "GetTrail".into())];
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-2", "id-0"]);
+        q.attributes.push((LookupAttribute::EventId, "id-0".into()));
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-0"]);
+        q.attributes = vec![(LookupAttribute::ReadOnly, "false".into())];
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-1"]);
+        q.attributes = vec![(LookupAttribute::Username, "alice".into()), (LookupAttribute::AccessKeyId, "AKIA1".into())];
+        assert_eq!(f.index.lookup(&q).unwrap().events.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn time_range_is_inclusive() {
+        let records = (0..5).map(|i| record("111111111111", i, "GetTrail", i as i64 * 10)).collect();
+        let f = fixture(records).await;
+        let mut q = query("111111111111");
+        q.start = DateTime::from_timestamp(1_700_000_010, 0).unwrap();
+        q.end = DateTime::from_timestamp(1_700_000_030, 0).unwrap();
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-3", "id-2", "id-1"]);
+    }
+
+    #[tokio::test]
+    async fn accounts_do_not_see_each_other() {
+        let records = vec![record("111111111111", 0, "GetTrail", 0), record("222222222222", 1, "GetTrail", 0)];
+        let f = fixture(records).await;
+        assert_eq!(ids(&f.index.lookup(&query("111111111111")).unwrap()), vec!["id-0"]);
+        assert_eq!(ids(&f.index.lookup(&query("222222222222")).unwrap()), vec!["id-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_token_from_another_query_is_refused() {
+        let f = fixture((0..3).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await;
+        let mut q = query("111111111111");
+        q.max_results = 1;
+        let token = f.index.lookup(&q).unwrap().next.unwrap();
+        q.after = Some(PageToken { query_fingerprint: 8, ..token });
+        assert!(matches!(f.index.lookup(&q), Err(HistoryError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn reopening_resumes_from_the_cursor_and_does_not_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal: Arc<LocalJournal> =
+            Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+        journal.append((0..3).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap().unwrap();
+        {
+            let index = HistoryIndex::open(&dir.path().join("h.redb"), journal.clone()).unwrap();
+            index.catch_up_once(1 << 20).unwrap();
+        }
+        journal.append(vec![record("111111111111", 3, "GetTrail", 0)]).await.unwrap().unwrap();
+        let index = HistoryIndex::open(&dir.path().join("h.redb"), journal.clone()).unwrap();
+        assert_eq!(index.catch_up_once(1 << 20).unwrap(), 1);
+        assert_eq!(index.lookup(&query("111111111111")).unwrap().events.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn expiry_removes_old_entries_and_moves_the_retention_boundary() {
+        let f = fixture((0..4).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await;
+        assert_eq!(f.index.oldest_needed_position().unwrap(), 0);
+        assert_eq!(f.index.expire(Utc::now() - chrono::Duration::days(1)).unwrap(), 0);
+        assert_eq!(f.index.expire(Utc::now() + chrono::Duration::seconds(1)).unwrap(), 4);
+        assert!(f.index.lookup(&query("111111111111")).unwrap().events.is_empty());
+        let mut q = query("111111111111");
+        q.attributes = vec![(LookupAttribute::EventName, "GetTrail".into())];
+        assert!(f.index.lookup(&q).unwrap().events.is_empty());
+        assert_eq!(f.index.oldest_needed_position().unwrap(), f.journal.committed_end());
+    }
+}

@@ -1,0 +1,203 @@
+//! Accounts and credentials: who may call, and which account each access key acts for.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use opentrail_model::{AccountId, Principal, PrincipalKind, Region};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A secret that never prints.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    /// Keys of the account's root user.
+    #[serde(default)]
+    pub root_access_keys: Vec<AccessKeyConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// The TOML config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: display, message: e.to_string() })
+    }
+
+    /// One account with one root key, as the environment variables define it.
+    pub fn single_root(account_id: &str, access_key_id: &str, secret: Secret) -> Self {
+        Self {
+            default_region: default_region(),
+            accounts: vec![AccountConfig {
+                id: account_id.into(),
+                root_access_keys: vec![AccessKeyConfig { access_key_id: access_key_id.into(), secret_access_key: secret }],
+                users: Vec::new(),
+            }],
+        }
+    }
+
+    /// The development default: account `000000000000`, key `test`, secret `test`.
+    pub fn development() -> Self {
+        Self::single_root("000000000000", "test", Secret::new("test"))
+    }
+}
+
+/// Access keys resolved to principals.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    by_access_key: HashMap<String, (Principal, Secret)>,
+    pub default_region: Region,
+}
+
+impl Credentials {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let default_region = Region::parse(&config.default_region)
+            .ok_or_else(|| ConfigError::Invalid(format!("default_region {} is not a Region name", config.default_region)))?;
+        let mut by_access_key = HashMap::new();
+        for account in &config.accounts {
+            let account_id = AccountId::parse(&account.id)
+                .map_err(|_| ConfigError::Invalid(format!("account ID {} must be 12 digits", account.id)))?;
+            let mut keys: Vec<(&AccessKeyConfig, PrincipalKind)> =
+                account.root_access_keys.iter().map(|key| (key, PrincipalKind::Root)).collect();
+            for user in &account.users {
+                let user_id = stable_user_id(&account_id, &user.name);
+                for key in &user.access_keys {
+                    keys.push((key, PrincipalKind::User { name: user.name.clone(), user_id: user_id.clone() }));
+                }
+            }
+            for (key, kind) in keys {
+                if key.access_key_id.is_empty() || key.secret_access_key.expose().is_empty() {
+                    return Err(ConfigError::Invalid("access keys and secrets must not be empty".into()));
+                }
+                let principal = Principal { account: account_id.clone(), access_key_id: key.access_key_id.clone(), kind };
+                if by_access_key.insert(key.access_key_id.clone(), (principal, key.secret_access_key.clone())).is_some() {
+                    return Err(ConfigError::Invalid(format!("access key {} is defined twice", key.access_key_id)));
+                }
+            }
+        }
+        if by_access_key.is_empty() {
+            return Err(ConfigError::Invalid("no access keys are configured".into()));
+        }
+        Ok(Self { by_access_key, default_region })
+    }
+
+    pub fn lookup(&self, access_key_id: &str) -> Option<&(Principal, Secret)> {
+        self.by_access_key.get(access_key_id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountId> {
+        self.by_access_key.values().map(|(principal, _)| &principal.account)
+    }
+}
+
+/// IAM user IDs look like `AIDA` + 17 upper-case characters; derive one that stays the same
+/// across restarts.
+fn stable_user_id(account: &AccountId, name: &str) -> String {
+    let digest = Sha256::digest(format!("{account}:{name}").as_bytes());
+    format!("AIDA{}", &hex::encode_upper(digest)[..17])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_accounts_users_and_keys() {
+        let config: Config = toml::from_str(
+            r#"
+            default_region = "eu-west-1"
+            [[accounts]]
+            id = "111111111111"
+            root_access_keys = [{ access_key_id = "AKIAROOT", secret_access_key = "s1" }]
+            [[accounts.users]]
+            name = "alice"
+            access_keys = [{ access_key_id = "AKIAALICE", secret_access_key = "s2" }]
+            "#,
+        )
+        .unwrap();
+        let credentials = Credentials::from_config(&config).unwrap();
+        assert_eq!(credentials.default_region.as_str(), "eu-west-1");
+        let (alice, secret) = credentials.lookup("AKIAALICE").unwrap();
+        assert_eq!(secret.expose(), "s2");
+        assert!(matches!(&alice.kind, PrincipalKind::User { name, user_id } if name == "alice" && user_id.len() == 21));
+        assert_eq!(credentials.lookup("AKIAROOT").unwrap().0.kind, PrincipalKind::Root);
+    }
+
+    #[test]
+    fn rejects_bad_accounts_and_duplicate_keys() {
+        let bad_account = Config::single_root("123", "k", Secret::new("s"));
+        assert!(Credentials::from_config(&bad_account).is_err());
+        let mut twice = Config::development();
+        twice.accounts.push(twice.accounts[0].clone());
+        assert!(Credentials::from_config(&twice).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config::single_root("000000000000", "AKIAEXAMPLE", Secret::new("s3cr3t-value"));
+        let credentials = Credentials::from_config(&config).unwrap();
+        assert!(!format!("{config:?}").contains("s3cr3t-value"));
+        assert!(!format!("{credentials:?}").contains("s3cr3t-value"));
+    }
+}
