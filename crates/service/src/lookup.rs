@@ -1,6 +1,6 @@
 //! `LookupEvents`: validation of the request and the Event shape of the response.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use opentrail_history::{LookupQuery, PageToken, fingerprint};
 use opentrail_model::EventRecord;
 use opentrail_model::record::LookupAttribute;
@@ -79,7 +79,8 @@ pub fn build_query(caller: &Caller, input: &LookupEventsInput, now: DateTime<Utc
     };
     let start = match input.start_time {
         Some(seconds) => from_epoch(seconds)?,
-        None => now - Duration::days(HISTORY_DAYS),
+        // CloudTrail's default: from the oldest available event (retention keeps 90 days).
+        None => DateTime::UNIX_EPOCH,
     };
     let end = match input.end_time {
         Some(seconds) => from_epoch(seconds)?,

@@ -1,0 +1,200 @@
+//! Shared fixtures for the integration tests: a real `opentrail serve` process on a free
+//! loopback port, clients for it (the official AWS SDK, and raw signed HTTP for protocol
+//! edge cases), and the accounts they use.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudtrail::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+
+pub const ACCOUNT_A: &str = "111111111111";
+pub const ACCOUNT_B: &str = "222222222222";
+pub const ROOT_A: (&str, &str) = ("AKIAROOTA0000000000A", "secret-root-a");
+pub const ALICE_A: (&str, &str) = ("AKIAALICE00000000000", "secret-alice-a");
+pub const ROOT_B: (&str, &str) = ("AKIAROOTB0000000000B", "secret-root-b");
+
+pub const CONFIG: &str = r#"
+default_region = "us-east-1"
+
+[[accounts]]
+id = "111111111111"
+root_access_keys = [{ access_key_id = "AKIAROOTA0000000000A", secret_access_key = "secret-root-a" }]
+
+[[accounts.users]]
+name = "alice"
+access_keys = [{ access_key_id = "AKIAALICE00000000000", secret_access_key = "secret-alice-a" }]
+
+[[accounts]]
+id = "222222222222"
+root_access_keys = [{ access_key_id = "AKIAROOTB0000000000B", secret_access_key = "secret-root-b" }]
+"#;
+
+/// A running `opentrail serve` with its own data directory.
+pub struct TestServer {
+    pub data_dir: tempfile::TempDir,
+    config_path: PathBuf,
+    child: Option<Child>,
+    pub endpoint: String,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config_path = data_dir.path().join("opentrail.toml");
+        std::fs::write(&config_path, CONFIG).unwrap();
+        let mut server = Self { data_dir, config_path, child: None, endpoint: String::new() };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opentrail"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir.path().join("data"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the opentrail binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("the server prints its endpoint").unwrap();
+        let endpoint = line.rsplit(' ').next().unwrap().to_owned();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.endpoint = endpoint;
+        self.child = Some(child);
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client(server: &TestServer, key: (&str, &str), region: &str) -> aws_sdk_cloudtrail::Client {
+    let config = aws_sdk_cloudtrail::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&server.endpoint)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(key.0, key.1, None, None, "tests"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(20)).build())
+        .build();
+    aws_sdk_cloudtrail::Client::from_conf(config)
+}
+
+/// The AWS error type of a failed SDK call.
+pub fn error_code<E: aws_sdk_cloudtrail::error::ProvideErrorMetadata>(error: E) -> String {
+    error.code().unwrap_or("<no code>").to_owned()
+}
+
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl RawResponse {
+    pub fn error_type(&self) -> &str {
+        self.body["__type"].as_str().unwrap_or_default()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// How a raw request is signed.
+pub struct Signing<'a> {
+    pub key: (&'a str, &'a str),
+    pub region: &'a str,
+    pub service: &'a str,
+    pub time: SystemTime,
+}
+
+impl Signing<'_> {
+    pub fn now() -> Signing<'static> {
+        Signing { key: ROOT_A, region: "us-east-1", service: "cloudtrail", time: SystemTime::now() }
+    }
+}
+
+/// Sends `POST /` with the given target and body, signed with `signing` (or unsigned).
+pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing: Option<Signing<'_>>) -> RawResponse {
+    let host = server.endpoint.trim_start_matches("http://").to_owned();
+    let mut headers: Vec<(String, String)> = vec![
+        ("host".into(), host),
+        ("content-type".into(), "application/x-amz-json-1.1".into()),
+    ];
+    if let Some(target) = target {
+        headers.push(("x-amz-target".into(), target.into()));
+    }
+    if let Some(signing) = signing {
+        let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(signing.region)
+            .name(signing.service)
+            .time(signing.time)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            format!("{}/", server.endpoint),
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let (signed_headers, _) = instructions.into_parts();
+        for header in signed_headers {
+            headers.push((header.name().to_owned(), header.value().to_owned()));
+        }
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.post(format!("{}/", server.endpoint));
+    for (name, value) in &headers {
+        if name != "host" {
+            request = request.header(name, value);
+        }
+    }
+    let mut response = request.send(body).expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut text = String::new();
+    response.body_mut().as_reader().read_to_string(&mut text).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    RawResponse { status, headers, body }
+}
