@@ -256,7 +256,9 @@ impl OpenTrail {
         joined.unwrap_or_else(|error| (Err(ServiceError::internal(error)), Vec::new()))
     }
 
-    async fn lookup_events(&self, caller: &Caller, input: Value) -> CallOutcome {
+    /// Answers a `LookupEvents` input for `caller` (without recording a call: the API path
+    /// records; benchmarks and tools read).
+    pub async fn lookup_events(&self, caller: &Caller, input: Value) -> CallOutcome {
         let input: lookup::LookupEventsInput = decode_input(input)?;
         let query = lookup::build_query(caller, &input, Utc::now())?;
         // Read your writes: include everything acknowledged before this lookup began.
