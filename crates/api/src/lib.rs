@@ -70,12 +70,7 @@ fn auth_error_response(request_id: &str, error: &AuthError) -> Response {
 }
 
 /// Verifies the request's signature for `service_name` and returns the caller.
-fn authenticate(
-    service: &OpenTrail,
-    parts: &Parts,
-    body: &[u8],
-    service_name: &str,
-) -> Result<Caller, AuthError> {
+fn authenticate(service: &OpenTrail, parts: &Parts, body: &[u8], service_name: &str) -> Result<Caller, AuthError> {
     let authorization = parts
         .headers
         .get("authorization")
@@ -88,15 +83,13 @@ fn authenticate(
             "Credential should be scoped to correct service: '{service_name}'."
         )));
     }
-    let region = Region::parse(header.region)
-        .ok_or_else(|| AuthError::BadSignature(format!("Credential should be scoped to a valid Region, not '{}'.", header.region)))?;
+    let region = Region::parse(header.region).ok_or_else(|| {
+        AuthError::BadSignature(format!("Credential should be scoped to a valid Region, not '{}'.", header.region))
+    })?;
     let (principal, secret): &(Principal, _) =
         service.credentials.lookup(header.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .collect();
+    let headers =
+        parts.headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let request = RequestToVerify { method: parts.method.as_str(), path_and_query, headers, body };
     verify(&request, &header, secret.expose(), SystemTime::now())?;

@@ -189,7 +189,8 @@ pub fn verify(
         .into();
     let signable = SignableRequest::new(request.method, request.path_and_query, headers, body)
         .map_err(|e| incomplete(format!("The request cannot be canonicalised: {e}")))?;
-    let expected = sign(signable, &params).map_err(|e| incomplete(format!("The request cannot be canonicalised: {e}")))?;
+    let expected =
+        sign(signable, &params).map_err(|e| incomplete(format!("The request cannot be canonicalised: {e}")))?;
     if constant_time_eq(expected.signature().as_bytes(), authorization.signature.as_bytes()) {
         Ok(())
     } else {

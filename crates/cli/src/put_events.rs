@@ -33,7 +33,9 @@ fn read_records(path: &Path) -> Result<Vec<Value>> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| serde_json::from_str(line).with_context(|| format!("line {}: not valid JSON", number + 1)))
+        .map(|(number, line)| {
+            serde_json::from_str(line).with_context(|| format!("line {}: not valid JSON", number + 1))
+        })
         .collect()
 }
 

@@ -22,7 +22,7 @@ async fn writer(ct: aws_sdk_cloudtrail::Client, stop: Arc<AtomicBool>) -> Vec<St
     let mut turn = 0u64;
     while !stop.load(Ordering::Relaxed) {
         turn += 1;
-        let request_id = if turn % 2 == 0 {
+        let request_id = if turn.is_multiple_of(2) {
             match ct.list_trails().send().await {
                 Ok(output) => output.request_id().map(str::to_owned),
                 Err(_) => break,
@@ -51,9 +51,8 @@ async fn acknowledged_calls_survive_sigkill() {
     let mut rng = rand::rng();
     for _ in 0..CYCLES {
         let stop = Arc::new(AtomicBool::new(false));
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|_| tokio::spawn(writer(client(&server, ROOT_A, "us-east-1"), stop.clone())))
-            .collect();
+        let writers: Vec<_> =
+            (0..WRITERS).map(|_| tokio::spawn(writer(client(&server, ROOT_A, "us-east-1"), stop.clone()))).collect();
         tokio::time::sleep(Duration::from_millis(rng.random_range(30..250))).await;
         server.kill();
         stop.store(true, Ordering::Relaxed);

@@ -35,7 +35,9 @@ pub struct AccountTrails {
 pub enum TrailChange {
     /// Insert or replace the trail with this ARN.
     Put(Box<Trail>),
-    Delete { arn: String },
+    Delete {
+        arn: String,
+    },
 }
 
 /// The control-plane repository seam: SQLite now, PostgreSQL for a cluster later.
@@ -85,21 +87,16 @@ impl ControlStore for SqliteStore {
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError> {
         let connection = self.connection.lock().expect("lock");
         let version = connection
-            .query_row(
-                "SELECT version FROM account_versions WHERE account_id = ?1",
-                [account.as_str()],
-                |row| row.get(0),
-            )
+            .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
+                row.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let mut statement = connection.prepare("SELECT document FROM trails WHERE account_id = ?1 ORDER BY arn")?;
-        let documents = statement
-            .query_map([account.as_str()], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let trails = documents
-            .iter()
-            .map(|document| serde_json::from_str(document))
-            .collect::<Result<Vec<Trail>, _>>()?;
+        let documents =
+            statement.query_map([account.as_str()], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let trails =
+            documents.iter().map(|document| serde_json::from_str(document)).collect::<Result<Vec<Trail>, _>>()?;
         Ok(AccountTrails { version, trails })
     }
 
@@ -112,11 +109,9 @@ impl ControlStore for SqliteStore {
         let mut connection = self.connection.lock().expect("lock");
         let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = txn
-            .query_row(
-                "SELECT version FROM account_versions WHERE account_id = ?1",
-                [account.as_str()],
-                |row| row.get(0),
-            )
+            .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
+                row.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         if current != expected_version {
@@ -189,7 +184,11 @@ mod tests {
         {
             let store = SqliteStore::open(&path).unwrap();
             store
-                .apply_trail_changes(&account, 0, &[TrailChange::Put(Box::new(trail("a"))), TrailChange::Put(Box::new(trail("b")))])
+                .apply_trail_changes(
+                    &account,
+                    0,
+                    &[TrailChange::Put(Box::new(trail("a"))), TrailChange::Put(Box::new(trail("b")))],
+                )
                 .unwrap();
             store.apply_trail_changes(&account, 1, &[TrailChange::Delete { arn: trail("a").arn() }]).unwrap();
         }

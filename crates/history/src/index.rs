@@ -108,7 +108,8 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
 }
 
 fn is_insight(record: &EventRecord) -> bool {
-    record.str_field("eventType") == Some("AwsCloudTrailInsight") || record.str_field("eventCategory") == Some("Insight")
+    record.str_field("eventType") == Some("AwsCloudTrailInsight")
+        || record.str_field("eventCategory") == Some("Insight")
 }
 
 impl HistoryIndex {
@@ -229,8 +230,7 @@ impl HistoryIndex {
         let table = txn.open_table(table)?;
         let mut page = LookupPage::default();
         let mut last_key = None;
-        let mut examined = 0;
-        for item in table.range::<IndexKey>((lower, upper))? {
+        for (examined, item) in table.range::<IndexKey>((lower, upper))?.enumerate() {
             let (key, _) = item?;
             let (_, reversed, reversed_position) = key.value();
             if page.events.len() == query.max_results || examined == MAX_CANDIDATES_PER_PAGE {
@@ -243,7 +243,6 @@ impl HistoryIndex {
                 });
                 break;
             }
-            examined += 1;
             last_key = Some((reversed, reversed_position));
             let position = u64::MAX - reversed_position;
             let record = match self.journal.read_at(position) {
@@ -429,7 +428,8 @@ mod tests {
         assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-0"]);
         q.attributes = vec![(LookupAttribute::ReadOnly, "false".into())];
         assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-1"]);
-        q.attributes = vec![(LookupAttribute::Username, "alice".into()), (LookupAttribute::AccessKeyId, "AKIA1".into())];
+        q.attributes =
+            vec![(LookupAttribute::Username, "alice".into()), (LookupAttribute::AccessKeyId, "AKIA1".into())];
         assert_eq!(f.index.lookup(&q).unwrap().events.len(), 3);
     }
 

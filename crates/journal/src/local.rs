@@ -73,11 +73,8 @@ impl LocalJournal {
         }
         let active_base = *bases.last().expect("at least one segment");
         let active_path = segment::segment_path(&dir, active_base);
-        let active = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&active_path)
-            .map_err(JournalError::io(&active_path))?;
+        let active =
+            OpenOptions::new().read(true).write(true).open(&active_path).map_err(JournalError::io(&active_path))?;
         let end = active_base + recover_active_segment(&active, &active_path)?;
 
         let (committed, _) = watch::channel(end);
@@ -95,11 +92,7 @@ impl LocalJournal {
             .name("journal-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(JournalError::io(&active_path))?;
-        Ok(Self {
-            shared,
-            requests: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(handle)),
-        })
+        Ok(Self { shared, requests: Mutex::new(Some(sender)), writer: Mutex::new(Some(handle)) })
     }
 
     /// Stops the writer after it has finished every queued append.
@@ -326,9 +319,7 @@ impl Writer {
             positions.push(request_positions);
         }
         let path = segment::segment_path(&self.shared.dir, self.base);
-        self.file
-            .write_all_at(buffer, HEADER_LEN + self.end - self.base)
-            .map_err(JournalError::io(&path))?;
+        self.file.write_all_at(buffer, HEADER_LEN + self.end - self.base).map_err(JournalError::io(&path))?;
         self.file.sync_data().map_err(JournalError::io(&path))?;
         self.end += buffer.len() as u64;
         self.shared.committed.send_replace(self.end);
@@ -473,10 +464,7 @@ mod tests {
     async fn a_second_process_cannot_open_the_same_journal() {
         let dir = tempfile::tempdir().unwrap();
         let _journal = LocalJournal::open(dir.path(), small_segments()).unwrap();
-        assert!(matches!(
-            LocalJournal::open(dir.path(), small_segments()),
-            Err(JournalError::Locked(_))
-        ));
+        assert!(matches!(LocalJournal::open(dir.path(), small_segments()), Err(JournalError::Locked(_))));
     }
 
     /// Every way a crash can cut or garble the tail: recovery keeps exactly the whole frames.

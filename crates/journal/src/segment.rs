@@ -34,9 +34,14 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
 
 /// The outcome of decoding the frame at the front of a buffer.
 pub enum Decoded<'a> {
-    Frame { payload: &'a [u8], len: u64 },
+    Frame {
+        payload: &'a [u8],
+        len: u64,
+    },
     /// The buffer ends inside the frame: read more (or, at the end of a file, a torn tail).
-    Incomplete { needed: u64 },
+    Incomplete {
+        needed: u64,
+    },
     Corrupt(&'static str),
 }
 

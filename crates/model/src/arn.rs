@@ -60,9 +60,7 @@ impl Region {
     pub fn parse(text: &str) -> Option<Self> {
         let valid = (1..=32).contains(&text.len())
             && text.starts_with(|c: char| c.is_ascii_lowercase())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !text.ends_with('-');
         valid.then(|| Self(text.to_owned()))
     }
@@ -148,11 +146,7 @@ impl Arn {
 
 impl fmt::Display for Arn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "arn:{}:{}:{}:{}:{}",
-            self.partition, self.service, self.region, self.account, self.resource
-        )
+        write!(f, "arn:{}:{}:{}:{}:{}", self.partition, self.service, self.region, self.account, self.resource)
     }
 }
 
@@ -166,10 +160,7 @@ mod tests {
         let account = AccountId::parse("123456789012").unwrap();
         let arn = Arn::trail(&region, &account, "t1");
         assert_eq!(arn, "arn:aws:cloudtrail:eu-west-3:123456789012:trail/t1");
-        assert_eq!(
-            Arn::parse_trail(&arn).unwrap(),
-            (region, account, "t1".to_owned())
-        );
+        assert_eq!(Arn::parse_trail(&arn).unwrap(), (region, account, "t1".to_owned()));
     }
 
     #[test]

@@ -58,11 +58,7 @@ mod tests {
     #[test]
     fn user_identity_shapes() {
         let account = AccountId::parse("111122223333").unwrap();
-        let root = Principal {
-            account: account.clone(),
-            access_key_id: "AKIAROOT".into(),
-            kind: PrincipalKind::Root,
-        };
+        let root = Principal { account: account.clone(), access_key_id: "AKIAROOT".into(), kind: PrincipalKind::Root };
         assert_eq!(root.user_identity()["type"], "Root");
         assert_eq!(root.user_identity()["arn"], "arn:aws:iam::111122223333:root");
         assert!(root.user_identity().get("userName").is_none());

@@ -114,7 +114,8 @@ impl EventRecord {
         }
         let region = std::str::from_utf8(&rest[..region_len]).map_err(|_| RecordError::BadEnvelope("region"))?;
         let region = Region::parse(region).ok_or(RecordError::BadEnvelope("region"))?;
-        let record: Value = serde_json::from_slice(&rest[region_len..]).map_err(|_| RecordError::BadEnvelope("json"))?;
+        let record: Value =
+            serde_json::from_slice(&rest[region_len..]).map_err(|_| RecordError::BadEnvelope("json"))?;
         Self::new(account, region, record)
     }
 

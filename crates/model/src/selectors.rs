@@ -192,10 +192,7 @@ const KNOWN_FIELDS: [&str; 11] = [
     "vpcEndpointId",
 ];
 
-pub fn validate_advanced(
-    selectors: &[AdvancedEventSelector],
-    target: SelectorTarget,
-) -> Result<(), SelectorError> {
+pub fn validate_advanced(selectors: &[AdvancedEventSelector], target: SelectorTarget) -> Result<(), SelectorError> {
     if selectors.is_empty() {
         return invalid("At least one advanced event selector is required.");
     }
@@ -293,15 +290,9 @@ fn validate_selector_fields(selector: &AdvancedEventSelector, target: SelectorTa
     let categories = category.equals.as_deref().unwrap_or_default();
     let allowed: &[&str] = match target {
         SelectorTarget::Trail => &["Management", "Data", "NetworkActivity"],
-        SelectorTarget::EventDataStore => &[
-            "Management",
-            "Data",
-            "NetworkActivity",
-            "Insight",
-            "ConfigurationItem",
-            "Evidence",
-            "ActivityAuditLog",
-        ],
+        SelectorTarget::EventDataStore => {
+            &["Management", "Data", "NetworkActivity", "Insight", "ConfigurationItem", "Evidence", "ActivityAuditLog"]
+        }
     };
     if let Some(bad) = categories.iter().find(|c| !allowed.contains(&c.as_str())) {
         return invalid(format!("Invalid eventCategory {bad}: use one of {}.", allowed.join(", ")));
@@ -322,9 +313,10 @@ fn validate_selector_fields(selector: &AdvancedEventSelector, target: SelectorTa
                 "eventCategory" | "readOnly" => {}
                 "eventSource" => {
                     let only_not_equals = operator_lists(field).iter().flatten().count() == 1
-                        && field.not_equals.as_ref().is_some_and(|values| {
-                            values.iter().all(|v| EXCLUDABLE_SOURCES.contains(&v.as_str()))
-                        });
+                        && field
+                            .not_equals
+                            .as_ref()
+                            .is_some_and(|values| values.iter().all(|v| EXCLUDABLE_SOURCES.contains(&v.as_str())));
                     if !only_not_equals {
                         return invalid(
                             "For management events on a trail, eventSource only supports NotEquals kms.amazonaws.com or rdsdata.amazonaws.com.",
@@ -347,9 +339,7 @@ pub fn validate_insight_selectors(selectors: &[InsightSelector]) -> Result<(), S
             return invalid("Each insight selector needs an InsightType.");
         };
         if !matches!(kind, "ApiCallRateInsight" | "ApiErrorRateInsight") {
-            return invalid(format!(
-                "Invalid InsightType {kind}: use ApiCallRateInsight or ApiErrorRateInsight."
-            ));
+            return invalid(format!("Invalid InsightType {kind}: use ApiCallRateInsight or ApiErrorRateInsight."));
         }
         if seen.contains(&kind) {
             return invalid(format!("InsightType {kind} appears more than once."));
@@ -428,10 +418,7 @@ fn field_matches(field: &AdvancedFieldSelector, values: &[std::borrow::Cow<'_, s
 
 pub fn advanced_selects(selectors: &[AdvancedEventSelector], record: &Value) -> bool {
     selectors.iter().any(|selector| {
-        selector
-            .field_selectors
-            .iter()
-            .all(|field| field_matches(field, &field_values(record, &field.field)))
+        selector.field_selectors.iter().all(|field| field_matches(field, &field_values(record, &field.field)))
     })
 }
 

@@ -88,9 +88,7 @@ impl Trail {
 
     /// The basic selectors a trail reports when none were set.
     pub fn effective_event_selectors(&self) -> Vec<EventSelector> {
-        self.event_selectors
-            .clone()
-            .unwrap_or_else(|| vec![EventSelector::default_management()])
+        self.event_selectors.clone().unwrap_or_else(|| vec![EventSelector::default_management()])
     }
 }
 

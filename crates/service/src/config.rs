@@ -81,7 +81,8 @@ fn default_region() -> String {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse { path: display, message: e.to_string() })
     }
 
@@ -91,7 +92,10 @@ impl Config {
             default_region: default_region(),
             accounts: vec![AccountConfig {
                 id: account_id.into(),
-                root_access_keys: vec![AccessKeyConfig { access_key_id: access_key_id.into(), secret_access_key: secret }],
+                root_access_keys: vec![AccessKeyConfig {
+                    access_key_id: access_key_id.into(),
+                    secret_access_key: secret,
+                }],
                 users: Vec::new(),
             }],
         }
@@ -112,8 +116,9 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let default_region = Region::parse(&config.default_region)
-            .ok_or_else(|| ConfigError::Invalid(format!("default_region {} is not a Region name", config.default_region)))?;
+        let default_region = Region::parse(&config.default_region).ok_or_else(|| {
+            ConfigError::Invalid(format!("default_region {} is not a Region name", config.default_region))
+        })?;
         let mut by_access_key = HashMap::new();
         for account in &config.accounts {
             let account_id = AccountId::parse(&account.id)
@@ -130,8 +135,10 @@ impl Credentials {
                 if key.access_key_id.is_empty() || key.secret_access_key.expose().is_empty() {
                     return Err(ConfigError::Invalid("access keys and secrets must not be empty".into()));
                 }
-                let principal = Principal { account: account_id.clone(), access_key_id: key.access_key_id.clone(), kind };
-                if by_access_key.insert(key.access_key_id.clone(), (principal, key.secret_access_key.clone())).is_some() {
+                let principal =
+                    Principal { account: account_id.clone(), access_key_id: key.access_key_id.clone(), kind };
+                if by_access_key.insert(key.access_key_id.clone(), (principal, key.secret_access_key.clone())).is_some()
+                {
                     return Err(ConfigError::Invalid(format!("access key {} is defined twice", key.access_key_id)));
                 }
             }

@@ -215,7 +215,12 @@ impl OpenTrail {
 
     /// Runs one authenticated call and records it. The error case of the outer `Result` means
     /// the record could not be made durable: answer `InternalFailure`.
-    pub async fn handle_call(self: &Arc<Self>, info: CallInfo, operation: &str, body: &[u8]) -> Result<CallOutcome, ServiceError> {
+    pub async fn handle_call(
+        self: &Arc<Self>,
+        info: CallInfo,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<CallOutcome, ServiceError> {
         let parsed = parse_body(body);
         let (outcome, resources) = match &parsed {
             Ok(input) => self.dispatch(&info.caller, operation, input.clone()).await,
@@ -228,7 +233,12 @@ impl OpenTrail {
         }
     }
 
-    async fn dispatch(self: &Arc<Self>, caller: &Caller, operation: &str, input: Value) -> (CallOutcome, Vec<Resource>) {
+    async fn dispatch(
+        self: &Arc<Self>,
+        caller: &Caller,
+        operation: &str,
+        input: Value,
+    ) -> (CallOutcome, Vec<Resource>) {
         if operation == "LookupEvents" {
             return (self.lookup_events(caller, input).await, Vec::new());
         }
@@ -268,9 +278,9 @@ impl OpenTrail {
             .await
             .map_err(ServiceError::internal)?
             .map_err(|error| match error {
-                HistoryError::InvalidToken => lookup::invalid_token(),
-                other => ServiceError::internal(other),
-            })?;
+            HistoryError::InvalidToken => lookup::invalid_token(),
+            other => ServiceError::internal(other),
+        })?;
         let mut output = json!({ "Events": page.events.iter().map(lookup::event_shape).collect::<Vec<_>>() });
         if let Some(next) = page.next {
             output["NextToken"] = json!(next.encode());
@@ -297,6 +307,39 @@ fn run_trail_operation(ops: &mut TrailOps<'_>, operation: &str, input: Value) ->
         "AddTags" => ops.add_tags(decode_input(input)?),
         "RemoveTags" => ops.remove_tags(decode_input(input)?),
         "ListTags" => ops.list_tags(decode_input(input)?),
+        other => Err(ServiceError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
+    }
+}
+
+/// Decodes and validates a request as the server would before running it: the body, then the
+/// operation's typed input. Pure (no state is touched); the fuzz target drives it.
+pub fn decode_request(operation: &str, body: &[u8]) -> ServiceResult<()> {
+    let input = parse_body(body)?;
+    match operation {
+        "CreateTrail" => decode_input::<trails::CreateTrailInput>(input).map(drop),
+        "UpdateTrail" => decode_input::<trails::UpdateTrailInput>(input).map(drop),
+        "DeleteTrail" | "GetTrail" | "GetTrailStatus" | "StartLogging" | "StopLogging" => {
+            decode_input::<trails::NameInput>(input).map(drop)
+        }
+        "DescribeTrails" => decode_input::<trails::DescribeTrailsInput>(input).map(drop),
+        "ListTrails" => decode_input::<trails::ListTrailsInput>(input).map(drop),
+        "PutEventSelectors" => decode_input::<trails::PutEventSelectorsInput>(input).map(drop),
+        "GetEventSelectors" | "GetInsightSelectors" => decode_input::<trails::TrailNameInput>(input).map(drop),
+        "PutInsightSelectors" => decode_input::<trails::PutInsightSelectorsInput>(input).map(drop),
+        "AddTags" | "RemoveTags" => decode_input::<trails::TagsInput>(input).map(drop),
+        "ListTags" => decode_input::<trails::ListTagsInput>(input).map(drop),
+        "LookupEvents" => {
+            let input: lookup::LookupEventsInput = decode_input(input)?;
+            let caller = Caller {
+                principal: Principal {
+                    account: opentrail_model::AccountId::parse("000000000000").expect("valid"),
+                    access_key_id: "fuzz".into(),
+                    kind: opentrail_model::PrincipalKind::Root,
+                },
+                region: Region::parse("us-east-1").expect("valid"),
+            };
+            lookup::build_query(&caller, &input, Utc::now()).map(drop)
+        }
         other => Err(ServiceError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
     }
 }
@@ -400,7 +443,9 @@ pub fn build_record(
     if !resources.is_empty() {
         let list: Vec<Value> = resources
             .iter()
-            .map(|r| json!({"accountId": info.caller.principal.account.as_str(), "type": r.resource_type, "ARN": r.arn}))
+            .map(
+                |r| json!({"accountId": info.caller.principal.account.as_str(), "type": r.resource_type, "ARN": r.arn}),
+            )
             .collect();
         record.insert("resources".into(), json!(list));
     }

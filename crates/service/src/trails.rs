@@ -184,11 +184,7 @@ fn validate_bucket_name(name: &str) -> ServiceResult<()> {
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
         && name.parse::<std::net::Ipv4Addr>().is_err();
-    if valid {
-        Ok(())
-    } else {
-        Err(err(ErrorCode::InvalidS3BucketName, format!("Bucket name is not valid: {name}")))
-    }
+    if valid { Ok(()) } else { Err(err(ErrorCode::InvalidS3BucketName, format!("Bucket name is not valid: {name}"))) }
 }
 
 /// Settings shared by CreateTrail and UpdateTrail. For updates an empty string clears a field.
@@ -349,7 +345,6 @@ fn resolve_for_change<'t>(caller: &Caller, trails: &'t [Trail], name_or_arn: &st
     Ok(trail)
 }
 
-
 /// Resolves a tagging `ResourceId` to a trail of the caller's account.
 fn tagged_trail<'t>(caller: &Caller, trails: &'t [Trail], resource_id: &str) -> ServiceResult<&'t Trail> {
     let arn = Arn::parse(resource_id)
@@ -370,7 +365,6 @@ fn tagged_trail<'t>(caller: &Caller, trails: &'t [Trail], resource_id: &str) -> 
         .find(|t| account == caller.principal.account.as_str() && t.home_region == region && t.name == name)
         .ok_or_else(|| err(ErrorCode::ResourceNotFound, format!("Resource not found: {resource_id}")))
 }
-
 
 impl TrailOps<'_> {
     /// Runs `decide` on fresh state and applies its changes atomically, retrying on conflict.
@@ -422,7 +416,10 @@ impl TrailOps<'_> {
         let tags = input.tags_list.clone().unwrap_or_default();
         validate_tags(&tags)?;
         if tags.len() > MAX_TAGS_PER_RESOURCE {
-            return Err(err(ErrorCode::TagsLimitExceeded, format!("A resource can have at most {MAX_TAGS_PER_RESOURCE} tags.")));
+            return Err(err(
+                ErrorCode::TagsLimitExceeded,
+                format!("A resource can have at most {MAX_TAGS_PER_RESOURCE} tags."),
+            ));
         }
         let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
         let trail = Trail {
@@ -555,9 +552,9 @@ impl TrailOps<'_> {
             for name in &names {
                 let found = if name.starts_with("arn:") {
                     let (arn_region, account, short) = parse_trail_arn(name)?;
-                    trails.iter().find(|t| {
-                        account == t.account.as_str() && t.home_region == arn_region && t.name == short
-                    })
+                    trails
+                        .iter()
+                        .find(|t| account == t.account.as_str() && t.home_region == arn_region && t.name == short)
                 } else {
                     validate_trail_name(name).map_err(|e| err(ErrorCode::InvalidTrailName, e.0))?;
                     trails.iter().filter(visible).find(|t| &t.name == name)
@@ -643,7 +640,8 @@ impl TrailOps<'_> {
                 selectors::validate_advanced(advanced, SelectorTarget::Trail).map_err(|e| invalid(e.0))?
             }
         }
-        let basic = input.event_selectors.map(|list| list.into_iter().map(EventSelector::normalized).collect::<Vec<_>>());
+        let basic =
+            input.event_selectors.map(|list| list.into_iter().map(EventSelector::normalized).collect::<Vec<_>>());
         let advanced = input.advanced_event_selectors;
         let caller = self.caller;
         self.mutate(|state, resources| {
@@ -671,10 +669,7 @@ impl TrailOps<'_> {
                 "Event data stores are not available in this OpenTrail version; pass TrailName.",
             ));
         }
-        input
-            .trail_name
-            .as_deref()
-            .ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))
+        input.trail_name.as_deref().ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))
     }
 
     pub fn put_insight_selectors(&mut self, input: PutInsightSelectorsInput) -> ServiceResult<Value> {
@@ -684,7 +679,8 @@ impl TrailOps<'_> {
                 "Insights on event data stores are not available in this OpenTrail version; pass TrailName.",
             ));
         }
-        let name = input.trail_name.clone().ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))?;
+        let name =
+            input.trail_name.clone().ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))?;
         selectors::validate_insight_selectors(&input.insight_selectors)
             .map_err(|e| err(ErrorCode::InvalidInsightSelectors, e.0))?;
         let caller = self.caller;

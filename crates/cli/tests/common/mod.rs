@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -37,7 +37,8 @@ root_access_keys = [{ access_key_id = "AKIAROOTB0000000000B", secret_access_key 
 /// A running `opentrail serve` with its own data directory.
 pub struct TestServer {
     pub data_dir: tempfile::TempDir,
-    config_path: PathBuf,
+    /// `None`: no config file and no credential variables (the development default).
+    config_path: Option<PathBuf>,
     child: Option<Child>,
     pub endpoint: String,
 }
@@ -47,17 +48,34 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let config_path = data_dir.path().join("opentrail.toml");
         std::fs::write(&config_path, CONFIG).unwrap();
-        let mut server = Self { data_dir, config_path, child: None, endpoint: String::new() };
+        let mut server = Self { data_dir, config_path: Some(config_path), child: None, endpoint: String::new() };
         server.launch();
         server
     }
 
+    /// The README's quick start: no config, no credential variables.
+    pub fn start_development() -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut server = Self { data_dir, config_path: None, child: None, endpoint: String::new() };
+        server.launch();
+        server
+    }
+
+    /// The data directory the server uses (the journal and indexes live here).
+    pub fn server_data_dir(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
     fn launch(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_opentrail"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(self.data_dir.path().join("data"))
-            .arg("--config")
-            .arg(&self.config_path)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_opentrail"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(self.server_data_dir());
+        if let Some(config) = &self.config_path {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .env_remove("OPENTRAIL_ACCESS_KEY_ID")
+            .env_remove("OPENTRAIL_SECRET_ACCESS_KEY")
+            .env_remove("OPENTRAIL_ACCOUNT_ID")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -72,10 +90,6 @@ impl TestServer {
         std::thread::spawn(move || for _ in lines {});
         self.endpoint = endpoint;
         self.child = Some(child);
-    }
-
-    pub fn data_path(&self) -> &Path {
-        self.data_dir.path()
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -148,10 +162,8 @@ impl Signing<'_> {
 /// Sends `POST /` with the given target and body, signed with `signing` (or unsigned).
 pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing: Option<Signing<'_>>) -> RawResponse {
     let host = server.endpoint.trim_start_matches("http://").to_owned();
-    let mut headers: Vec<(String, String)> = vec![
-        ("host".into(), host),
-        ("content-type".into(), "application/x-amz-json-1.1".into()),
-    ];
+    let mut headers: Vec<(String, String)> =
+        vec![("host".into(), host), ("content-type".into(), "application/x-amz-json-1.1".into())];
     if let Some(target) = target {
         headers.push(("x-amz-target".into(), target.into()));
     }
