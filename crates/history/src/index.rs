@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opentrail_journal::{Journal, JournalError, Position};
-use opentrail_model::record::{EventRecord, LookupAttribute};
+use opentrail_model::EventRecord;
+use opentrail_model::record::{LookupAttribute, RecordView, split_envelope};
 use opentrail_model::{AccountId, Region};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
@@ -12,11 +13,14 @@ use tokio::sync::watch;
 
 use crate::PageToken;
 
-type IndexKey<'a> = (&'a str, u64, u64);
+/// `(hash of the scope or of scope + attribute + value, reversed event time, reversed position)`.
+/// Fixed-width keys keep the B-trees small and fast; a lookup re-checks every record it reads
+/// against its query, so a hash collision can cost a read but never return a wrong event.
+type IndexKey = (u64, u64, u64);
 
-/// `(scope, reversed event time, reversed position)` for every indexed event.
+/// Every indexed event, by scope.
 const BY_TIME: TableDefinition<IndexKey, ()> = TableDefinition::new("by_time");
-/// `(scope + attribute + value, reversed event time, reversed position)`.
+/// Every indexed event, once per lookup attribute value it has.
 const BY_ATTRIBUTE: TableDefinition<IndexKey, ()> = TableDefinition::new("by_attribute");
 /// Journal position of each indexed event -> (when it was indexed, ms; its reversed time).
 const INDEXED: TableDefinition<u64, (u64, u64)> = TableDefinition::new("indexed");
@@ -84,13 +88,40 @@ pub struct HistoryIndex {
     indexed: watch::Sender<Position>,
 }
 
-fn scope(account: &AccountId, region: &Region, insights: bool) -> String {
-    let kind = if insights { "insight" } else { "management" };
-    format!("{account}\0{region}\0{kind}")
+/// FNV-1a, 64 bits: stable across builds and platforms (the hashes are stored on disk).
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in part.iter().chain(&[0xff]) {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
 }
 
-fn attribute_scope(scope: &str, attribute: LookupAttribute, value: &str) -> String {
-    format!("{scope}\0{}\0{value}", attribute.name())
+/// An index scope: one account's management or Insights events in one Region.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    account: &'a AccountId,
+    region: &'a Region,
+    insights: bool,
+}
+
+impl Scope<'_> {
+    fn parts(&self) -> [&[u8]; 3] {
+        let kind: &[u8] = if self.insights { b"insight" } else { b"management" };
+        [self.account.as_str().as_bytes(), self.region.as_str().as_bytes(), kind]
+    }
+
+    fn time_key(&self) -> u64 {
+        stable_hash(&self.parts())
+    }
+
+    fn attribute_key(&self, attribute: LookupAttribute, value: &str) -> u64 {
+        let [account, region, kind] = self.parts();
+        stable_hash(&[account, region, kind, attribute.name().as_bytes(), value.as_bytes()])
+    }
 }
 
 fn reversed_time(time: DateTime<Utc>) -> u64 {
@@ -105,11 +136,6 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
         hasher.update([0]);
     }
     u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("eight bytes"))
-}
-
-fn is_insight(record: &EventRecord) -> bool {
-    record.str_field("eventType") == Some("AwsCloudTrailInsight")
-        || record.str_field("eventCategory") == Some("Insight")
 }
 
 impl HistoryIndex {
@@ -158,25 +184,40 @@ impl HistoryIndex {
             let mut by_attribute = txn.open_table(BY_ATTRIBUTE)?;
             let mut indexed = txn.open_table(INDEXED)?;
             for entry in &batch.entries {
-                let record = match EventRecord::decode(&entry.payload) {
-                    Ok(record) => record,
+                let (account, region, json) = match split_envelope(&entry.payload) {
+                    Ok(parts) => parts,
                     Err(error) => {
                         tracing::warn!(position = entry.position, %error, "skipping undecodable journal record");
                         continue;
                     }
                 };
-                let insight = is_insight(&record);
-                if !insight && !record.is_management_event() {
+                // The fast path reads only the indexed fields; an oddly shaped record takes the
+                // full parse.
+                let full: EventRecord;
+                let view = match RecordView::from_json(json) {
+                    Some(view) => view,
+                    None => match EventRecord::decode(&entry.payload) {
+                        Ok(record) => {
+                            full = record;
+                            full.view()
+                        }
+                        Err(error) => {
+                            tracing::warn!(position = entry.position, %error, "skipping undecodable journal record");
+                            continue;
+                        }
+                    },
+                };
+                let insights = view.is_insight();
+                if !insights && !view.is_management_event() {
                     continue; // Event History holds management and Insights events only.
                 }
-                let Some(time) = record.event_time() else { continue };
+                let Some(time) = view.event_time() else { continue };
                 let reversed = reversed_time(time);
                 let reversed_position = u64::MAX - entry.position;
-                let scope = scope(&record.account, &record.region, insight);
-                by_time.insert((scope.as_str(), reversed, reversed_position), ())?;
-                for (attribute, value) in record.lookup_keys() {
-                    let key = attribute_scope(&scope, attribute, &value);
-                    by_attribute.insert((key.as_str(), reversed, reversed_position), ())?;
+                let scope = Scope { account: &account, region: &region, insights };
+                by_time.insert((scope.time_key(), reversed, reversed_position), ())?;
+                for (attribute, value) in view.lookup_keys() {
+                    by_attribute.insert((scope.attribute_key(attribute, &value), reversed, reversed_position), ())?;
                 }
                 indexed.insert(entry.position, (now_ms, reversed))?;
             }
@@ -210,10 +251,10 @@ impl HistoryIndex {
         {
             return Err(HistoryError::InvalidToken);
         }
-        let scope = scope(&query.account, &query.region, query.insights);
-        let (prefix, table, filters) = match query.attributes.split_first() {
-            None => (scope.clone(), BY_TIME, &[][..]),
-            Some(((attribute, value), rest)) => (attribute_scope(&scope, *attribute, value), BY_ATTRIBUTE, rest),
+        let scope = Scope { account: &query.account, region: &query.region, insights: query.insights };
+        let (prefix, table) = match query.attributes.first() {
+            None => (scope.time_key(), BY_TIME),
+            Some((attribute, value)) => (scope.attribute_key(*attribute, value), BY_ATTRIBUTE),
         };
         if query.start > query.end {
             return Ok(LookupPage::default());
@@ -221,16 +262,16 @@ impl HistoryIndex {
         let newest = reversed_time(query.end);
         let oldest = reversed_time(query.start);
         let lower = match &query.after {
-            Some(token) => std::ops::Bound::Excluded((prefix.as_str(), token.reversed_time, token.reversed_position)),
-            None => std::ops::Bound::Included((prefix.as_str(), newest, 0)),
+            Some(token) => std::ops::Bound::Excluded((prefix, token.reversed_time, token.reversed_position)),
+            None => std::ops::Bound::Included((prefix, newest, 0)),
         };
-        let upper = std::ops::Bound::Included((prefix.as_str(), oldest, u64::MAX));
+        let upper = std::ops::Bound::Included((prefix, oldest, u64::MAX));
 
         let txn = self.db.begin_read()?;
         let table = txn.open_table(table)?;
         let mut page = LookupPage::default();
         let mut last_key = None;
-        for (examined, item) in table.range::<IndexKey>((lower, upper))?.enumerate() {
+        for (examined, item) in table.range((lower, upper))?.enumerate() {
             let (key, _) = item?;
             let (_, reversed, reversed_position) = key.value();
             if page.events.len() == query.max_results || examined == MAX_CANDIDATES_PER_PAGE {
@@ -251,8 +292,14 @@ impl HistoryIndex {
                 Err(JournalError::NoSuchPosition(_)) => continue,
                 Err(error) => return Err(error.into()),
             };
-            let keys = record.lookup_keys();
-            if filters.iter().all(|filter| keys.contains(filter)) {
+            // Re-check everything the keys only hashed: scope and every attribute.
+            let view = record.view();
+            let in_scope = record.account == query.account
+                && record.region == query.region
+                && view.is_insight() == query.insights
+                && (query.insights || view.is_management_event());
+            let keys = view.lookup_keys();
+            if in_scope && query.attributes.iter().all(|filter| keys.contains(filter)) {
                 page.events.push(record);
             }
         }
@@ -281,12 +328,12 @@ impl HistoryIndex {
                 removed += 1;
                 let Ok(bytes) = self.journal.read_at(position) else { continue };
                 let Ok(record) = EventRecord::decode(&bytes) else { continue };
-                let scope = scope(&record.account, &record.region, is_insight(&record));
+                let view = record.view();
+                let scope = Scope { account: &record.account, region: &record.region, insights: view.is_insight() };
                 let reversed_position = u64::MAX - position;
-                by_time.remove((scope.as_str(), reversed, reversed_position))?;
-                for (attribute, value) in record.lookup_keys() {
-                    let key = attribute_scope(&scope, attribute, &value);
-                    by_attribute.remove((key.as_str(), reversed, reversed_position))?;
+                by_time.remove((scope.time_key(), reversed, reversed_position))?;
+                for (attribute, value) in view.lookup_keys() {
+                    by_attribute.remove((scope.attribute_key(attribute, &value), reversed, reversed_position))?;
                 }
             }
         }

@@ -2,9 +2,10 @@
 //!
 //! A durable journal consumer that files every management event (and every Insights event)
 //! under its account and Region in an embedded key-value store (redb), by time and by each
-//! lookup attribute. Keys are `(scope, reversed event time, reversed journal position)`, so a
-//! range scan yields events newest first and a lookup never scans the journal: it walks one
-//! index range and reads only the records it returns.
+//! lookup attribute. Keys are `(hash of scope and attribute value, reversed event time,
+//! reversed journal position)`, so a range scan yields events newest first and a lookup never
+//! scans the journal: it walks one index range and reads only the records it returns,
+//! re-checking each against the query.
 //!
 //! Invariants:
 //! - The consumer cursor is committed in the same transaction as the index entries it covers,
