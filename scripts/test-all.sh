@@ -23,6 +23,27 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+# A short fuzz run of each network-facing parser (OPENTRAIL_FUZZ_SECONDS=0 skips it).
+fuzz_seconds=${OPENTRAIL_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "== fuzz smoke: ${fuzz_seconds}s per target"
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+    (
+        cd fuzz
+        for target in request_decoder sigv4_header; do
+            mkdir -p "corpus/$target"
+            # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's sanitizer flags.
+            log="../target/fuzz-$target.log"
+            if ! RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+                -max_total_time="$fuzz_seconds" > "$log" 2>&1; then
+                tail -n 80 "$log"
+                echo "fuzz target $target failed (input saved under fuzz/artifacts/$target)" >&2
+                exit 1
+            fi
+            echo "$target: $(grep -Eo 'Done [0-9]+ runs in [0-9]+ second\(s\)' "$log" | tail -n 1)"
+        done
+    )
+fi
 # One closing line for the whole run.
 passed=$(grep -Eo '^test result: .*' target/test-output.txt | awk '{p+=$4; f+=$6} END {print p+0}')
 failed=$(grep -Eo '^test result: .*' target/test-output.txt | awk '{p+=$4; f+=$6} END {print f+0}')

@@ -144,6 +144,10 @@ pub fn verify(
     if request.header("host").is_none() {
         return Err(incomplete("The request has no Host header."));
     }
+    // Only origin-form targets are signed; aws-sigv4 panics on a target without a path.
+    if !request.path_and_query.starts_with('/') {
+        return Err(incomplete("The request target must start with '/'."));
+    }
     if !authorization.signed_headers.contains(&"host") {
         return Err(AuthError::BadSignature("The Host header must be signed.".into()));
     }
@@ -258,6 +262,21 @@ mod tests {
         }
         let wrong_terminator = HEADER.replace("aws4_request", "aws5_request");
         assert!(matches!(parse_authorization(&wrong_terminator), Err(AuthError::BadSignature(_))));
+    }
+
+    /// Found by the sigv4_header fuzz target: a target without a leading '/' reached a panic
+    /// inside aws-sigv4's query canonicalisation.
+    #[test]
+    fn a_target_without_a_path_is_refused_not_a_panic() {
+        let header = parse_authorization(HEADER).unwrap();
+        let request = RequestToVerify {
+            method: "POST",
+            path_and_query: "ae1d763fbf31",
+            headers: vec![("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
+            body: b"",
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        assert!(matches!(verify(&request, &header, "secret", now), Err(AuthError::Incomplete(_))));
     }
 
     #[test]
