@@ -38,21 +38,30 @@ fn store_error(error: StoreError) -> ServiceError {
     ServiceError::internal(error)
 }
 
+/// The optional destinations CreateTrail and UpdateTrail share. For updates an empty string
+/// clears a field.
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct Settings {
+    s3_key_prefix: Option<String>,
+    sns_topic_name: Option<String>,
+    cloud_watch_logs_log_group_arn: Option<String>,
+    cloud_watch_logs_role_arn: Option<String>,
+    kms_key_id: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateTrailInput {
     name: String,
     s3_bucket_name: String,
-    s3_key_prefix: Option<String>,
-    sns_topic_name: Option<String>,
     include_global_service_events: Option<bool>,
     is_multi_region_trail: Option<bool>,
     enable_log_file_validation: Option<bool>,
-    cloud_watch_logs_log_group_arn: Option<String>,
-    cloud_watch_logs_role_arn: Option<String>,
-    kms_key_id: Option<String>,
     is_organization_trail: Option<bool>,
     tags_list: Option<Vec<Tag>>,
+    #[serde(flatten)]
+    settings: Settings,
 }
 
 #[derive(Deserialize)]
@@ -60,15 +69,12 @@ pub struct CreateTrailInput {
 pub struct UpdateTrailInput {
     name: String,
     s3_bucket_name: Option<String>,
-    s3_key_prefix: Option<String>,
-    sns_topic_name: Option<String>,
     include_global_service_events: Option<bool>,
     is_multi_region_trail: Option<bool>,
     enable_log_file_validation: Option<bool>,
-    cloud_watch_logs_log_group_arn: Option<String>,
-    cloud_watch_logs_role_arn: Option<String>,
-    kms_key_id: Option<String>,
     is_organization_trail: Option<bool>,
+    #[serde(flatten)]
+    settings: Settings,
 }
 
 #[derive(Deserialize)]
@@ -185,15 +191,6 @@ fn validate_bucket_name(name: &str) -> ServiceResult<()> {
         && !name.contains("..")
         && name.parse::<std::net::Ipv4Addr>().is_err();
     if valid { Ok(()) } else { Err(err(ErrorCode::InvalidS3BucketName, format!("Bucket name is not valid: {name}"))) }
-}
-
-/// Settings shared by CreateTrail and UpdateTrail. For updates an empty string clears a field.
-struct Settings {
-    s3_key_prefix: Option<String>,
-    sns_topic_name: Option<String>,
-    cloud_watch_logs_log_group_arn: Option<String>,
-    cloud_watch_logs_role_arn: Option<String>,
-    kms_key_id: Option<String>,
 }
 
 fn validate_settings(settings: &Settings, caller: &Caller) -> ServiceResult<Settings> {
@@ -403,16 +400,7 @@ impl TrailOps<'_> {
         if input.is_organization_trail == Some(true) {
             return Err(organization_not_in_use());
         }
-        let settings = validate_settings(
-            &Settings {
-                s3_key_prefix: input.s3_key_prefix.clone(),
-                sns_topic_name: input.sns_topic_name.clone(),
-                cloud_watch_logs_log_group_arn: input.cloud_watch_logs_log_group_arn.clone(),
-                cloud_watch_logs_role_arn: input.cloud_watch_logs_role_arn.clone(),
-                kms_key_id: input.kms_key_id.clone(),
-            },
-            self.caller,
-        )?;
+        let settings = validate_settings(&input.settings, self.caller)?;
         let tags = input.tags_list.clone().unwrap_or_default();
         validate_tags(&tags)?;
         if tags.len() > MAX_TAGS_PER_RESOURCE {
@@ -465,16 +453,7 @@ impl TrailOps<'_> {
         if input.is_organization_trail == Some(true) {
             return Err(organization_not_in_use());
         }
-        let settings = validate_settings(
-            &Settings {
-                s3_key_prefix: input.s3_key_prefix.clone(),
-                sns_topic_name: input.sns_topic_name.clone(),
-                cloud_watch_logs_log_group_arn: input.cloud_watch_logs_log_group_arn.clone(),
-                cloud_watch_logs_role_arn: input.cloud_watch_logs_role_arn.clone(),
-                kms_key_id: input.kms_key_id.clone(),
-            },
-            self.caller,
-        )?;
+        let settings = validate_settings(&input.settings, self.caller)?;
         let caller = self.caller;
         let decide = |state: &AccountTrails, resources: &mut Vec<Resource>| {
             let current = resolve_for_change(caller, &state.trails, &input.name)?;

@@ -159,8 +159,13 @@ impl Signing<'_> {
     }
 }
 
-/// Sends `POST /` with the given target and body, signed with `signing` (or unsigned).
-pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing: Option<Signing<'_>>) -> RawResponse {
+/// The headers of `POST /` with the given target and body, signed with `signing` (or not).
+pub fn signed_headers(
+    server: &TestServer,
+    target: Option<&str>,
+    body: &[u8],
+    signing: Option<Signing<'_>>,
+) -> Vec<(String, String)> {
     let host = server.endpoint.trim_start_matches("http://").to_owned();
     let mut headers: Vec<(String, String)> =
         vec![("host".into(), host), ("content-type".into(), "application/x-amz-json-1.1".into())];
@@ -191,9 +196,19 @@ pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing:
             headers.push((header.name().to_owned(), header.value().to_owned()));
         }
     }
+    headers
+}
+
+/// Sends `POST /` with the given target and body, signed with `signing` (or unsigned).
+pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing: Option<Signing<'_>>) -> RawResponse {
+    send(server, &signed_headers(server, target, body, signing), body)
+}
+
+/// Sends `POST /` with exactly these headers and this body.
+pub fn send(server: &TestServer, headers: &[(String, String)], body: &[u8]) -> RawResponse {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut request = agent.post(format!("{}/", server.endpoint));
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if name != "host" {
             request = request.header(name, value);
         }
