@@ -544,6 +544,12 @@ async fn authentication_failures() {
     let wrong_secret = client(&server, (ROOT_A.0, "not-the-secret"), "us-east-1");
     let error = wrong_secret.create_trail().name("x-trail").s3_bucket_name("b").send().await.unwrap_err();
     assert_eq!(error_code(error), "InvalidSignatureException");
+    let twenty_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(20 * 60);
+    let stale = client_with_clock(&server, ROOT_A, twenty_minutes_ago);
+    let error = stale.create_trail().name("x-trail").s3_bucket_name("b").send().await.unwrap_err();
+    let message = aws_sdk_cloudtrail::error::ProvideErrorMetadata::message(&error).unwrap_or_default().to_owned();
+    assert_eq!(error_code(error), "InvalidSignatureException");
+    assert!(message.starts_with("Signature expired"), "{message}");
 
     // Nothing was created or recorded by the failed calls.
     let ct = client(&server, ROOT_A, "us-east-1");

@@ -113,7 +113,18 @@ impl Drop for TestServer {
 }
 
 pub fn client(server: &TestServer, key: (&str, &str), region: &str) -> aws_sdk_cloudtrail::Client {
-    let config = aws_sdk_cloudtrail::Config::builder()
+    aws_sdk_cloudtrail::Client::from_conf(client_config(server, key, region).build())
+}
+
+/// A client whose clock reads `now`: its signatures carry that time.
+pub fn client_with_clock(server: &TestServer, key: (&str, &str), now: SystemTime) -> aws_sdk_cloudtrail::Client {
+    let config =
+        client_config(server, key, "us-east-1").time_source(aws_smithy_async::time::StaticTimeSource::new(now));
+    aws_sdk_cloudtrail::Client::from_conf(config.build())
+}
+
+fn client_config(server: &TestServer, key: (&str, &str), region: &str) -> aws_sdk_cloudtrail::config::Builder {
+    aws_sdk_cloudtrail::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&server.endpoint)
         .region(Region::new(region.to_owned()))
@@ -121,8 +132,6 @@ pub fn client(server: &TestServer, key: (&str, &str), region: &str) -> aws_sdk_c
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .retry_config(RetryConfig::disabled())
         .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(20)).build())
-        .build();
-    aws_sdk_cloudtrail::Client::from_conf(config)
 }
 
 /// The AWS error type of a failed SDK call.
