@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -7,7 +8,7 @@ use opentrail_journal::{Journal, JournalError, Position};
 use opentrail_model::EventRecord;
 use opentrail_model::record::{LookupAttribute, RecordView, split_envelope};
 use opentrail_model::{AccountId, Region};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -56,7 +57,8 @@ storage_errors!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// One `LookupEvents` request, already validated.
@@ -86,7 +88,12 @@ pub struct HistoryIndex {
     db: Database,
     journal: Arc<dyn Journal>,
     indexed: watch::Sender<Position>,
+    /// Index commits since the last synced one.
+    unsynced_commits: AtomicU32,
 }
+
+/// While catching up, one commit in this many is synced to disk.
+const COMMITS_PER_SYNC: u32 = 16;
 
 /// FNV-1a, 64 bits: stable across builds and platforms (the hashes are stored on disk).
 fn stable_hash(parts: &[&[u8]]) -> u64 {
@@ -160,7 +167,7 @@ impl HistoryIndex {
         };
         txn.commit()?;
         let (indexed, _) = watch::channel(cursor);
-        Ok(Self { db, journal, indexed })
+        Ok(Self { db, journal, indexed, unsynced_commits: AtomicU32::new(0) })
     }
 
     /// The journal position up to which every event is indexed.
@@ -178,11 +185,22 @@ impl HistoryIndex {
             return Ok(0);
         }
         let now_ms = Utc::now().timestamp_millis().max(0) as u64;
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // Sync only when caught up, or every few batches while catching up. Safe: a crash rolls
+        // the entries and the cursor back together, and indexing resumes from the journal.
+        let caught_up = batch.next >= self.journal.committed_end();
+        let unsynced = self.unsynced_commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if caught_up || unsynced >= COMMITS_PER_SYNC {
+            self.unsynced_commits.store(0, Ordering::Relaxed);
+        } else {
+            txn.set_durability(Durability::None)?;
+        }
         {
             let mut by_time = txn.open_table(BY_TIME)?;
             let mut by_attribute = txn.open_table(BY_ATTRIBUTE)?;
             let mut indexed = txn.open_table(INDEXED)?;
+            let mut time_keys: Vec<IndexKey> = Vec::with_capacity(batch.entries.len());
+            let mut attribute_keys: Vec<IndexKey> = Vec::with_capacity(batch.entries.len() * 10);
             for entry in &batch.entries {
                 let (account, region, json) = match split_envelope(&entry.payload) {
                     Ok(parts) => parts,
@@ -215,11 +233,20 @@ impl HistoryIndex {
                 let reversed = reversed_time(time);
                 let reversed_position = u64::MAX - entry.position;
                 let scope = Scope { account: &account, region: &region, insights };
-                by_time.insert((scope.time_key(), reversed, reversed_position), ())?;
+                time_keys.push((scope.time_key(), reversed, reversed_position));
                 for (attribute, value) in view.lookup_keys() {
-                    by_attribute.insert((scope.attribute_key(attribute, &value), reversed, reversed_position), ())?;
+                    attribute_keys.push((scope.attribute_key(attribute, &value), reversed, reversed_position));
                 }
                 indexed.insert(entry.position, (now_ms, reversed))?;
+            }
+            // Hashed keys land all over the trees: inserting them in order touches each page once.
+            time_keys.sort_unstable();
+            attribute_keys.sort_unstable();
+            for key in time_keys {
+                by_time.insert(key, ())?;
+            }
+            for key in attribute_keys {
+                by_attribute.insert(key, ())?;
             }
             txn.open_table(META)?.insert(CURSOR_KEY, batch.next)?;
         }

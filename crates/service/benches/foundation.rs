@@ -233,7 +233,7 @@ fn main() {
     for (name, make) in &kinds {
         let mut samples = Vec::new();
         let mut returned = 0;
-        for _ in 0..300 {
+        for _ in 0..2000 {
             let input = make(&mut rng);
             let started = Instant::now();
             let output = runtime.block_on(service.lookup_events(&caller, input)).unwrap();
