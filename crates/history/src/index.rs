@@ -78,9 +78,23 @@ pub struct LookupQuery {
     pub after: Option<PageToken>,
 }
 
+/// An event a lookup found: where it is filed, and its record's JSON exactly as stored.
+#[derive(Debug, Clone)]
+pub struct FoundEvent {
+    pub account: AccountId,
+    pub region: Region,
+    pub json: Vec<u8>,
+}
+
+impl FoundEvent {
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView::from_json(&self.json).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LookupPage {
-    pub events: Vec<EventRecord>,
+    pub events: Vec<FoundEvent>,
     pub next: Option<PageToken>,
 }
 
@@ -209,21 +223,9 @@ impl HistoryIndex {
                         continue;
                     }
                 };
-                // The fast path reads only the indexed fields; an oddly shaped record takes the
-                // full parse.
-                let full: EventRecord;
-                let view = match RecordView::from_json(json) {
-                    Some(view) => view,
-                    None => match EventRecord::decode(&entry.payload) {
-                        Ok(record) => {
-                            full = record;
-                            full.view()
-                        }
-                        Err(error) => {
-                            tracing::warn!(position = entry.position, %error, "skipping undecodable journal record");
-                            continue;
-                        }
-                    },
+                let Ok(view) = RecordView::from_json(json) else {
+                    tracing::warn!(position = entry.position, "skipping a journal record that is not JSON");
+                    continue;
                 };
                 let insights = view.is_insight();
                 if !insights && !view.is_management_event() {
@@ -313,21 +315,22 @@ impl HistoryIndex {
             }
             last_key = Some((reversed, reversed_position));
             let position = u64::MAX - reversed_position;
-            let record = match self.journal.read_at(position) {
-                Ok(bytes) => EventRecord::decode(&bytes).map_err(|e| HistoryError::Storage(e.to_string()))?,
+            let bytes = match self.journal.read_at(position) {
+                Ok(bytes) => bytes,
                 // Dropped by retention after the index entry was read: skip it.
                 Err(JournalError::NoSuchPosition(_)) => continue,
                 Err(error) => return Err(error.into()),
             };
+            let (account, region, json) = split_envelope(&bytes).map_err(|e| HistoryError::Storage(e.to_string()))?;
+            let Ok(view) = RecordView::from_json(json) else { continue };
             // Re-check everything the keys only hashed: scope and every attribute.
-            let view = record.view();
-            let in_scope = record.account == query.account
-                && record.region == query.region
+            let in_scope = account == query.account
+                && region == query.region
                 && view.is_insight() == query.insights
                 && (query.insights || view.is_management_event());
             let keys = view.lookup_keys();
             if in_scope && query.attributes.iter().all(|filter| keys.contains(filter)) {
-                page.events.push(record);
+                page.events.push(FoundEvent { account, region, json: json.to_vec() });
             }
         }
         Ok(page)
@@ -465,7 +468,7 @@ mod tests {
     }
 
     fn ids(page: &LookupPage) -> Vec<String> {
-        page.events.iter().map(|e| e.event_id().unwrap().to_owned()).collect()
+        page.events.iter().map(|e| e.view().event_id().unwrap().to_owned()).collect()
     }
 
     #[tokio::test]
@@ -505,6 +508,24 @@ mod tests {
         q.attributes =
             vec![(LookupAttribute::Username, "alice".into()), (LookupAttribute::AccessKeyId, "AKIA1".into())];
         assert_eq!(f.index.lookup(&q).unwrap().events.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn insights_events_only_come_back_when_asked_for() {
+        let mut insight: serde_json::Value = serde_json::from_slice(
+            opentrail_model::record::split_envelope(&record("111111111111", 9, "CreateTrail", 5)).unwrap().2,
+        )
+        .unwrap();
+        insight["eventType"] = json!("AwsCloudTrailInsight");
+        insight["eventCategory"] = json!("Insight");
+        let insight = EventRecord::new(account("111111111111"), region(), insight).unwrap().encode();
+        let f = fixture(vec![record("111111111111", 0, "GetTrail", 0), insight]).await;
+        assert_eq!(ids(&f.index.lookup(&query("111111111111")).unwrap()), vec!["id-0"]);
+        let mut q = query("111111111111");
+        q.insights = true;
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-9"]);
+        q.attributes = vec![(LookupAttribute::EventName, "CreateTrail".into())];
+        assert_eq!(ids(&f.index.lookup(&q).unwrap()), vec!["id-9"]);
     }
 
     #[tokio::test]

@@ -17,5 +17,5 @@
 mod index;
 mod token;
 
-pub use index::{HistoryError, HistoryIndex, LookupPage, LookupQuery, fingerprint, run_indexer};
+pub use index::{FoundEvent, HistoryError, HistoryIndex, LookupPage, LookupQuery, fingerprint, run_indexer};
 pub use token::PageToken;

@@ -82,10 +82,10 @@ impl EventRecord {
     /// Wraps a record, checking the fields every consumer relies on.
     pub fn new(account: AccountId, region: Region, record: Value) -> Result<Self, RecordError> {
         let Value::Object(record) = record else { return Err(RecordError::NotAnObject) };
-        let this = Self { account, region, record };
-        this.event_time().ok_or(RecordError::BadEventTime)?;
-        this.str_field("eventName").ok_or(RecordError::NoEventName)?;
-        Ok(this)
+        let view = RecordView::from_map(&record);
+        view.event_time().ok_or(RecordError::BadEventTime)?;
+        view.event_name().ok_or(RecordError::NoEventName)?;
+        Ok(Self { account, region, record })
     }
 
     /// Encodes as: version byte, account (12 bytes), Region length and bytes, record JSON.
@@ -107,63 +107,13 @@ impl EventRecord {
         Self::new(account, region, record)
     }
 
-    pub fn record_json(&self) -> String {
-        serde_json::to_string(&self.record).expect("a JSON map always serialises")
-    }
-
-    pub fn str_field(&self, name: &str) -> Option<&str> {
-        self.record.get(name).and_then(Value::as_str)
-    }
-
-    pub fn event_id(&self) -> Option<&str> {
-        self.str_field("eventID")
-    }
-
-    pub fn event_time(&self) -> Option<DateTime<Utc>> {
-        self.view().event_time()
-    }
-
-    /// `readOnly` as CloudTrail's Event History reports it: the string `true` or `false`.
     /// The fields Event History reads, borrowed from this record.
     pub fn view(&self) -> RecordView<'_> {
         RecordView::from_map(&self.record)
     }
 
-    /// `readOnly` as CloudTrail's Event History reports it: the string `true` or `false`.
-    pub fn read_only(&self) -> Option<&'static str> {
-        self.view().read_only()
-    }
-
-    pub fn is_management_event(&self) -> bool {
-        self.view().is_management_event()
-    }
-
-    pub fn access_key_id(&self) -> Option<&str> {
-        self.user_identity_text("accessKeyId").filter(|k| !k.is_empty())
-    }
-
-    fn user_identity_text(&self, key: &str) -> Option<&str> {
-        self.record.get("userIdentity")?.get(key)?.as_str()
-    }
-
-    /// Event History's `Username`: the IAM user name, `root` for the root user, the session
-    /// name for an assumed role.
-    pub fn username(&self) -> Option<String> {
-        self.view().username().map(Cow::into_owned)
-    }
-
-    /// `(ResourceType, ResourceName)` pairs from the record's `resources`.
-    pub fn resources(&self) -> Vec<(Option<String>, Option<String>)> {
-        self.view()
-            .resources
-            .into_iter()
-            .map(|r| (r.resource_type.as_deref().map(str::to_owned), r.name().map(str::to_owned)))
-            .collect()
-    }
-
-    /// Every (attribute, value) pair this record can be found by.
-    pub fn lookup_keys(&self) -> Vec<(LookupAttribute, String)> {
-        self.view().lookup_keys()
+    pub fn event_id(&self) -> Option<&str> {
+        self.record.get("eventID").and_then(Value::as_str)
     }
 }
 
@@ -224,7 +174,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 }
 
 impl<'a> Text<'a> {
-    fn get(&self) -> Option<&str> {
+    pub fn get(&self) -> Option<&str> {
         self.0.as_deref()
     }
     fn of(value: Option<&'a Value>) -> Self {
@@ -294,17 +244,115 @@ pub struct RecordView<'a> {
     pub management_event: Text<'a>,
     #[serde(borrow, rename = "readOnly")]
     pub read_only: Text<'a>,
-    #[serde(borrow, rename = "userIdentity")]
+    #[serde(borrow, rename = "userIdentity", deserialize_with = "object_or_none")]
     pub user_identity: Option<IdentityView<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "objects_or_empty")]
     pub resources: Vec<ResourceView<'a>>,
 }
 
+/// A JSON object read as `T`; any other JSON value reads as nothing.
+struct ObjectOrNothing<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOrNothing<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = ObjectOrNothing<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| ObjectOrNothing(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(ObjectOrNothing(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        deserializer.deserialize_any(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+fn object_or_none<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<IdentityView<'a>>, D::Error> {
+    Ok(ObjectOrNothing::deserialize(deserializer)?.0)
+}
+
+/// The objects of a JSON array (other elements and non-arrays are skipped).
+fn objects_or_empty<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ResourceView<'a>>, D::Error> {
+    struct ArrayVisitor<'a>(std::marker::PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> Visitor<'de> for ArrayVisitor<'a> {
+        type Value = Vec<ResourceView<'a>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(ObjectOrNothing(item)) = seq.next_element::<ObjectOrNothing<ResourceView<'a>>>()? {
+                items.extend(item);
+            }
+            Ok(items)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    deserializer.deserialize_any(ArrayVisitor(std::marker::PhantomData))
+}
+
 impl<'a> RecordView<'a> {
-    /// Parses the view from record JSON; `None` when a structured field has an unexpected shape
-    /// (then parse the whole record and use [`RecordView::from_map`]).
-    pub fn from_json(json: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
+    /// Parses the view from record JSON. Fields of unexpected types read as absent, so this
+    /// fails only on text that is not JSON (journal records are objects: see [`EventRecord::new`]).
+    pub fn from_json(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
     }
 
     pub fn from_map(record: &'a Map<String, Value>) -> Self {
@@ -346,6 +394,22 @@ impl<'a> RecordView<'a> {
 
     pub fn event_time(&self) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(self.event_time.get()?).ok().map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.get()
+    }
+
+    pub fn event_name(&self) -> Option<&str> {
+        self.event_name.get()
+    }
+
+    pub fn event_source(&self) -> Option<&str> {
+        self.event_source.get()
+    }
+
+    pub fn access_key_id(&self) -> Option<&str> {
+        self.user_identity.as_ref()?.access_key_id.get().filter(|key| !key.is_empty())
     }
 
     pub fn read_only(&self) -> Option<&'static str> {
@@ -396,7 +460,7 @@ impl<'a> RecordView<'a> {
         push(LookupAttribute::ReadOnly, self.read_only());
         push(LookupAttribute::Username, self.username().as_deref());
         push(LookupAttribute::EventSource, self.event_source.get());
-        push(LookupAttribute::AccessKeyId, self.user_identity.as_ref().and_then(|i| i.access_key_id.get()));
+        push(LookupAttribute::AccessKeyId, self.access_key_id());
         for resource in &self.resources {
             push(LookupAttribute::ResourceType, resource.resource_type.as_deref());
             if let Some(name) = resource.name() {
@@ -489,7 +553,7 @@ mod tests {
 
     #[test]
     fn lookup_keys_cover_every_attribute() {
-        let keys = sample().lookup_keys();
+        let keys = sample().view().lookup_keys();
         let has = |attribute, value: &str| keys.contains(&(attribute, value.to_owned()));
         assert!(has(LookupAttribute::EventId, "e1"));
         assert!(has(LookupAttribute::EventName, "CreateBucket"));
@@ -505,21 +569,28 @@ mod tests {
     #[test]
     fn the_fast_view_agrees_with_the_full_parse() {
         let record = sample();
-        let json = record.record_json();
-        let fast = RecordView::from_json(json.as_bytes()).unwrap();
-        assert_eq!(fast.lookup_keys(), record.lookup_keys());
-        assert_eq!(fast.event_time(), record.event_time());
+        let json = serde_json::to_vec(&record.record).unwrap();
+        let fast = RecordView::from_json(&json).unwrap();
+        assert_eq!(fast.lookup_keys(), record.view().lookup_keys());
+        assert_eq!(fast.event_time(), record.view().event_time());
         // Odd field types are read leniently, not rejected.
-        let odd = br#"{"eventName": 5, "readOnly": "true", "eventTime": null, "extra": {"a": [1, {"b": 2}]}}"#;
+        let odd = br#"{"eventName": 5, "readOnly": "true", "eventTime": null, "extra": {"a": [1, {"b": 2}]},
+                        "userIdentity": "someone", "resources": [7, {"type": "T", "ARN": "arn:x"}, null]}"#;
         let view = RecordView::from_json(odd).unwrap();
         assert_eq!(view.event_name, Text(None));
         assert_eq!(view.read_only(), Some("true"));
+        assert!(view.user_identity.is_none());
+        assert_eq!(view.resources.len(), 1);
+        assert_eq!(view.resources[0].name(), Some("arn:x"));
+        let not_an_array = RecordView::from_json(br#"{"resources": {"type": "T"}, "userIdentity": [1]}"#).unwrap();
+        assert!(not_an_array.resources.is_empty() && not_an_array.user_identity.is_none());
+        assert!(RecordView::from_json(b"{not json").is_err());
     }
 
     #[test]
     fn root_username_is_root() {
         let mut record = sample();
         record.record.insert("userIdentity".into(), json!({"type": "Root", "arn": "arn:aws:iam::1:root"}));
-        assert_eq!(record.username().as_deref(), Some("root"));
+        assert_eq!(record.view().username().as_deref(), Some("root"));
     }
 }

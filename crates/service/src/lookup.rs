@@ -1,8 +1,7 @@
 //! `LookupEvents`: validation of the request and the Event shape of the response.
 
 use chrono::{DateTime, Utc};
-use opentrail_history::{LookupQuery, PageToken, fingerprint};
-use opentrail_model::EventRecord;
+use opentrail_history::{FoundEvent, LookupQuery, PageToken, fingerprint};
 use opentrail_model::record::LookupAttribute;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -120,36 +119,37 @@ pub fn invalid_token() -> ServiceError {
     ServiceError::new(ErrorCode::InvalidNextToken, "The NextToken is not valid for this request.")
 }
 
-/// The `Event` shape of a LookupEvents response.
-pub fn event_shape(record: &EventRecord) -> Value {
+/// The `Event` shape of a LookupEvents response. `CloudTrailEvent` is the stored JSON itself.
+pub fn event_shape(found: &FoundEvent) -> Value {
+    let view = found.view();
     let mut event = serde_json::Map::new();
     let mut put = |key: &str, value: Option<Value>| {
         if let Some(value) = value {
             event.insert(key.into(), value);
         }
     };
-    put("EventId", record.event_id().map(|v| json!(v)));
-    put("EventName", record.str_field("eventName").map(|v| json!(v)));
-    put("ReadOnly", record.read_only().map(|v| json!(v)));
-    put("AccessKeyId", record.access_key_id().map(|v| json!(v)));
-    put("EventTime", record.event_time().map(|t| json!(t.timestamp())));
-    put("EventSource", record.str_field("eventSource").map(|v| json!(v)));
-    put("Username", record.username().map(|v| json!(v)));
-    let resources: Vec<Value> = record
-        .resources()
-        .into_iter()
-        .map(|(resource_type, resource_name)| {
-            let mut resource = serde_json::Map::new();
-            if let Some(resource_type) = resource_type {
-                resource.insert("ResourceType".into(), json!(resource_type));
+    put("EventId", view.event_id().map(|v| json!(v)));
+    put("EventName", view.event_name().map(|v| json!(v)));
+    put("ReadOnly", view.read_only().map(|v| json!(v)));
+    put("AccessKeyId", view.access_key_id().map(|v| json!(v)));
+    put("EventTime", view.event_time().map(|t| json!(t.timestamp())));
+    put("EventSource", view.event_source().map(|v| json!(v)));
+    put("Username", view.username().map(|v| json!(v)));
+    let resources: Vec<Value> = view
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut shape = serde_json::Map::new();
+            if let Some(resource_type) = &resource.resource_type {
+                shape.insert("ResourceType".into(), json!(resource_type));
             }
-            if let Some(resource_name) = resource_name {
-                resource.insert("ResourceName".into(), json!(resource_name));
+            if let Some(resource_name) = resource.name() {
+                shape.insert("ResourceName".into(), json!(resource_name));
             }
-            Value::Object(resource)
+            Value::Object(shape)
         })
         .collect();
     put("Resources", Some(json!(resources)));
-    put("CloudTrailEvent", Some(json!(record.record_json())));
+    put("CloudTrailEvent", Some(json!(String::from_utf8_lossy(&found.json))));
     Value::Object(event)
 }
