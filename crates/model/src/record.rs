@@ -117,6 +117,30 @@ impl EventRecord {
     }
 }
 
+/// Visitor methods that read numbers and null as `$value` (for lenient field readers).
+macro_rules! visit_numbers_and_null_as {
+    ($value:expr) => {
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    };
+}
+
 /// A string field read leniently: text as it is, booleans as `true`/`false`, anything else as
 /// absent. Lets the fast path parse any record without failing on an odd field.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -142,24 +166,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
                 Ok(Text(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
+            visit_numbers_and_null_as!(Text(None));
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Text(None))
@@ -271,27 +278,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOrNothing<T> {
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(ObjectOrNothing(None))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(ObjectOrNothing(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(ObjectOrNothing(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(ObjectOrNothing(None))
-            }
             fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(ObjectOrNothing(None))
             }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(ObjectOrNothing(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(ObjectOrNothing(None))
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                d.deserialize_any(self)
-            }
+            visit_numbers_and_null_as!(ObjectOrNothing(None));
         }
         deserializer.deserialize_any(ObjectVisitor(std::marker::PhantomData))
     }
@@ -323,27 +313,10 @@ fn objects_or_empty<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Resul
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
         fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
+        visit_numbers_and_null_as!(Vec::new());
     }
     deserializer.deserialize_any(ArrayVisitor(std::marker::PhantomData))
 }
