@@ -54,7 +54,7 @@ fn new_request_id() -> String {
 
 async fn handle_unknown_route(request: Request) -> Response {
     let message = format!("No operation at {} {}.", request.method(), request.uri().path());
-    let mut response = protocol::error_of(&new_request_id(), ErrorCode::UnknownOperationException, message);
+    let mut response = protocol::error_of(&new_request_id(), ErrorCode::UnknownOperation, message);
     *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
     response
 }

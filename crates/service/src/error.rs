@@ -21,9 +21,9 @@ macro_rules! error_codes {
 
 error_codes! {
     // The protocol's own errors (not in the CloudTrail model, shared by AWS JSON services).
-    SerializationException => "SerializationException", 400;
-    ValidationException => "ValidationException", 400;
-    UnknownOperationException => "UnknownOperationException", 400;
+    Serialization => "SerializationException", 400;
+    Validation => "ValidationException", 400;
+    UnknownOperation => "UnknownOperationException", 400;
     MissingAuthenticationToken => "MissingAuthenticationTokenException", 403;
     IncompleteSignature => "IncompleteSignatureException", 400;
     InvalidSignature => "InvalidSignatureException", 400;

@@ -249,7 +249,7 @@ impl OpenTrail {
                     format!("OpenTrail does not support {operation} in this version."),
                 )
             } else {
-                ServiceError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {operation}."))
+                ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {operation}."))
             };
             return (Err(error), Vec::new());
         }
@@ -307,7 +307,7 @@ fn run_trail_operation(ops: &mut TrailOps<'_>, operation: &str, input: Value) ->
         "AddTags" => ops.add_tags(decode_input(input)?),
         "RemoveTags" => ops.remove_tags(decode_input(input)?),
         "ListTags" => ops.list_tags(decode_input(input)?),
-        other => Err(ServiceError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
+        other => Err(ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}."))),
     }
 }
 
@@ -340,7 +340,7 @@ pub fn decode_request(operation: &str, body: &[u8]) -> ServiceResult<()> {
             };
             lookup::build_query(&caller, &input, Utc::now()).map(drop)
         }
-        other => Err(ServiceError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
+        other => Err(ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}."))),
     }
 }
 
@@ -351,11 +351,10 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ServiceError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) => Err(ServiceError::new(ErrorCode::SerializationException, "The request body must be a JSON object.")),
-        Err(error) => Err(ServiceError::new(
-            ErrorCode::SerializationException,
-            format!("The request body is not valid JSON: {error}"),
-        )),
+        Ok(_) => Err(ServiceError::new(ErrorCode::Serialization, "The request body must be a JSON object.")),
+        Err(error) => {
+            Err(ServiceError::new(ErrorCode::Serialization, format!("The request body is not valid JSON: {error}")))
+        }
     }
 }
 
@@ -366,10 +365,10 @@ pub fn decode_input<T: DeserializeOwned>(input: Value) -> ServiceResult<T> {
         let text = error.to_string();
         match text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
             Some(member) => ServiceError::new(
-                ErrorCode::ValidationException,
+                ErrorCode::Validation,
                 format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
             ),
-            None => ServiceError::new(ErrorCode::SerializationException, format!("Invalid request: {text}")),
+            None => ServiceError::new(ErrorCode::Serialization, format!("Invalid request: {text}")),
         }
     })
 }
@@ -516,12 +515,12 @@ mod tests {
     #[test]
     fn body_errors() {
         assert_eq!(parse_body(b"").unwrap(), json!({}));
-        assert_eq!(parse_body(b"{").unwrap_err().code, ErrorCode::SerializationException);
-        assert_eq!(parse_body(b"[1]").unwrap_err().code, ErrorCode::SerializationException);
+        assert_eq!(parse_body(b"{").unwrap_err().code, ErrorCode::Serialization);
+        assert_eq!(parse_body(b"[1]").unwrap_err().code, ErrorCode::Serialization);
         let missing: ServiceResult<trails::NameInput> = decode_input(json!({}));
-        assert_eq!(missing.err().unwrap().code, ErrorCode::ValidationException);
+        assert_eq!(missing.err().unwrap().code, ErrorCode::Validation);
         let wrong: ServiceResult<trails::NameInput> = decode_input(json!({"Name": 5}));
-        assert_eq!(wrong.err().unwrap().code, ErrorCode::SerializationException);
+        assert_eq!(wrong.err().unwrap().code, ErrorCode::Serialization);
     }
 
     #[test]
