@@ -573,6 +573,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_damaged_index_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal: Arc<LocalJournal> =
+            Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+        journal.append((0..5).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap().unwrap();
+        let path = dir.path().join("h.redb");
+        std::fs::write(&path, b"this is not a redb file, it is garbage left by a bad disk").unwrap();
+        let index = HistoryIndex::open(&path, journal.clone()).unwrap();
+        assert_eq!(index.cursor(), 0);
+        while index.catch_up_once(1 << 20).unwrap() > 0 {}
+        assert_eq!(index.lookup(&query("111111111111")).unwrap().events.len(), 5);
+        assert!(dir.path().join("h.redb.damaged").exists(), "the damaged file is kept for inspection");
+    }
+
+    #[tokio::test]
     async fn expiry_removes_old_entries_and_moves_the_retention_boundary() {
         let f = fixture((0..4).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await;
         assert_eq!(f.index.oldest_needed_position().unwrap(), 0);
