@@ -1,5 +1,6 @@
 //! `opentrail`: the server and its command-line tools.
 
+mod lookup;
 mod put_events;
 
 use std::net::SocketAddr;
@@ -31,6 +32,33 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Look up Event History in a running OpenTrail (or CloudTrail): credentials and Region
+    /// from the standard AWS environment variables, as the aws CLI takes them.
+    Lookup {
+        /// Where the server is (default: AWS_ENDPOINT_URL_CLOUDTRAIL, AWS_ENDPOINT_URL, or
+        /// http://127.0.0.1:4590).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Region (default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// A lookup attribute as KEY=VALUE (EventName, Username, AccessKeyId, EventId, ReadOnly,
+        /// ResourceType, ResourceName, EventSource); repeat to AND several.
+        #[arg(long = "attribute", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// From when: RFC 3339, epoch seconds, or a time ago (30m, 2h, 7d).
+        #[arg(long)]
+        start_time: Option<String>,
+        /// Until when (same forms).
+        #[arg(long)]
+        end_time: Option<String>,
+        /// The most events to print.
+        #[arg(long, default_value_t = 50)]
+        max_items: usize,
+        /// Print each event's full CloudTrail record as one JSON line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append CloudTrail records (JSON lines, or a log file's {"Records":[...]}, optionally
     /// gzipped) to the journal of a stopped server, so Event History can be tried on real events.
     PutEvents {
@@ -56,6 +84,17 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve { listen, data_dir, config } => runtime.block_on(serve(listen, data_dir, config)),
+        Command::Lookup { endpoint_url, region, attributes, start_time, end_time, max_items, json } => {
+            lookup::run(lookup::LookupArgs {
+                endpoint_url,
+                region,
+                attributes,
+                start_time,
+                end_time,
+                max_items,
+                json_lines: json,
+            })
+        }
         Command::PutEvents { file, data_dir, account, region } => {
             runtime.block_on(put_events::run(&file, &data_dir, account.as_deref(), &region))
         }

@@ -150,6 +150,41 @@ fn put_events_rejects_bad_input_without_writing() {
     assert!(!dir.path().join("data").exists(), "nothing may be written for a rejected file");
 }
 
+fn lookup(server: &TestServer, key: (&str, &str), args: &[&str]) -> std::process::Output {
+    opentrail()
+        .args(["lookup", "--endpoint-url", &server.endpoint, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lookup_command_prints_event_history() {
+    let server = TestServer::start();
+    let ct = client(&server, ALICE_A, "us-east-1");
+    ct.create_trail().name("seen-by-lookup").s3_bucket_name("b").send().await.unwrap();
+    for _ in 0..3 {
+        ct.get_trail_status().name("seen-by-lookup").send().await.unwrap();
+    }
+
+    let table = lookup(&server, ROOT_A, &["--attribute", "EventName=CreateTrail", "--start-time", "1h"]);
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("CreateTrail") && text.contains("alice") && text.ends_with("1 events\n"), "{text}");
+
+    let json = lookup(&server, ROOT_A, &["--attribute", "Username=alice", "--json", "--max-items", "2"]);
+    let records: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(records.len(), 2, "--max-items stops after two");
+    assert!(records.iter().all(|r| r["userIdentity"]["userName"] == "alice"));
+
+    let refused = lookup(&server, (ROOT_A.0, "wrong-secret"), &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("InvalidSignatureException"));
+}
+
 /// The README's acceptance flow, with the aws CLI itself (pip's awscli). The test command
 /// installs it and sets OPENTRAIL_REQUIRE_AWS_CLI=1; elsewhere the test says it was skipped.
 #[test]
