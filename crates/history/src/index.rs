@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opentrail_journal::{Journal, JournalError, Position};
-use opentrail_model::EventRecord;
 use opentrail_model::record::{LookupAttribute, RecordView, split_envelope};
 use opentrail_model::{AccountId, Region};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -159,6 +158,39 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
     u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("eight bytes"))
 }
 
+/// The index keys of one journal entry, derived the same way for indexing and for expiry (so
+/// expiry removes exactly what indexing inserted).
+struct EntryKeys {
+    reversed_time: u64,
+    time_key: IndexKey,
+    attribute_keys: Vec<IndexKey>,
+}
+
+impl EntryKeys {
+    /// `None` for entries Event History does not hold: data events, and undecodable payloads.
+    fn of(position: Position, payload: &[u8]) -> Option<Self> {
+        let (account, region, json) = split_envelope(payload)
+            .inspect_err(|error| tracing::warn!(position, %error, "skipping undecodable journal record"))
+            .ok()?;
+        let view = RecordView::from_json(json)
+            .inspect_err(|_| tracing::warn!(position, "skipping a journal record that is not JSON"))
+            .ok()?;
+        let insights = view.is_insight();
+        if !insights && !view.is_management_event() {
+            return None; // Event History holds management and Insights events only.
+        }
+        let reversed_time = reversed_time(view.event_time()?);
+        let reversed_position = u64::MAX - position;
+        let scope = Scope { account: &account, region: &region, insights };
+        let attribute_keys = view
+            .lookup_keys()
+            .into_iter()
+            .map(|(attribute, value)| (scope.attribute_key(attribute, &value), reversed_time, reversed_position))
+            .collect();
+        Some(Self { reversed_time, time_key: (scope.time_key(), reversed_time, reversed_position), attribute_keys })
+    }
+}
+
 impl HistoryIndex {
     /// Opens the index, rebuilding it from the journal if the file is missing or unreadable.
     pub fn open(path: &Path, journal: Arc<dyn Journal>) -> Result<Self, HistoryError> {
@@ -216,30 +248,10 @@ impl HistoryIndex {
             let mut time_keys: Vec<IndexKey> = Vec::with_capacity(batch.entries.len());
             let mut attribute_keys: Vec<IndexKey> = Vec::with_capacity(batch.entries.len() * 10);
             for entry in &batch.entries {
-                let (account, region, json) = match split_envelope(&entry.payload) {
-                    Ok(parts) => parts,
-                    Err(error) => {
-                        tracing::warn!(position = entry.position, %error, "skipping undecodable journal record");
-                        continue;
-                    }
-                };
-                let Ok(view) = RecordView::from_json(json) else {
-                    tracing::warn!(position = entry.position, "skipping a journal record that is not JSON");
-                    continue;
-                };
-                let insights = view.is_insight();
-                if !insights && !view.is_management_event() {
-                    continue; // Event History holds management and Insights events only.
-                }
-                let Some(time) = view.event_time() else { continue };
-                let reversed = reversed_time(time);
-                let reversed_position = u64::MAX - entry.position;
-                let scope = Scope { account: &account, region: &region, insights };
-                time_keys.push((scope.time_key(), reversed, reversed_position));
-                for (attribute, value) in view.lookup_keys() {
-                    attribute_keys.push((scope.attribute_key(attribute, &value), reversed, reversed_position));
-                }
-                indexed.insert(entry.position, (now_ms, reversed))?;
+                let Some(keys) = EntryKeys::of(entry.position, &entry.payload) else { continue };
+                time_keys.push(keys.time_key);
+                attribute_keys.extend(keys.attribute_keys);
+                indexed.insert(entry.position, (now_ms, keys.reversed_time))?;
             }
             // Hashed keys land all over the trees: inserting them in order touches each page once.
             time_keys.sort_unstable();
@@ -345,25 +357,22 @@ impl HistoryIndex {
             let mut indexed = txn.open_table(INDEXED)?;
             let mut by_time = txn.open_table(BY_TIME)?;
             let mut by_attribute = txn.open_table(BY_ATTRIBUTE)?;
-            let expired: Vec<(u64, u64)> = indexed
+            let expired: Vec<u64> = indexed
                 .iter()?
                 .map_while(|item| {
                     let (position, value) = item.ok()?;
-                    let (indexed_ms, reversed) = value.value();
-                    (indexed_ms < cutoff_ms).then_some((position.value(), reversed))
+                    let (indexed_ms, _) = value.value();
+                    (indexed_ms < cutoff_ms).then_some(position.value())
                 })
                 .collect();
-            for (position, reversed) in expired {
+            for position in expired {
                 indexed.remove(position)?;
                 removed += 1;
-                let Ok(bytes) = self.journal.read_at(position) else { continue };
-                let Ok(record) = EventRecord::decode(&bytes) else { continue };
-                let view = record.view();
-                let scope = Scope { account: &record.account, region: &record.region, insights: view.is_insight() };
-                let reversed_position = u64::MAX - position;
-                by_time.remove((scope.time_key(), reversed, reversed_position))?;
-                for (attribute, value) in view.lookup_keys() {
-                    by_attribute.remove((scope.attribute_key(attribute, &value), reversed, reversed_position))?;
+                let Ok(payload) = self.journal.read_at(position) else { continue };
+                let Some(keys) = EntryKeys::of(position, &payload) else { continue };
+                by_time.remove(keys.time_key)?;
+                for key in keys.attribute_keys {
+                    by_attribute.remove(key)?;
                 }
             }
         }
@@ -406,6 +415,7 @@ pub async fn run_indexer(index: Arc<HistoryIndex>, journal: Arc<dyn Journal>) {
 #[cfg(test)]
 mod tests {
     use opentrail_journal::{LocalJournal, LocalJournalOptions};
+    use opentrail_model::EventRecord;
     use serde_json::json;
 
     use super::*;

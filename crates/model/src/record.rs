@@ -184,13 +184,6 @@ impl<'a> Text<'a> {
     pub fn get(&self) -> Option<&str> {
         self.0.as_deref()
     }
-    fn of(value: Option<&'a Value>) -> Self {
-        match value {
-            Some(Value::String(s)) => Text(Some(Cow::Borrowed(s))),
-            Some(Value::Bool(b)) => Text(Some(Cow::Borrowed(if *b { "true" } else { "false" }))),
-            _ => Text(None),
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,41 +321,10 @@ impl<'a> RecordView<'a> {
         serde_json::from_slice(json)
     }
 
+    /// Reads the view from an in-memory record, borrowing its strings.
     pub fn from_map(record: &'a Map<String, Value>) -> Self {
-        let text = |key: &str| Text::of(record.get(key));
-        let user_identity = record.get("userIdentity").and_then(Value::as_object).map(|identity| {
-            let text = |key: &str| Text::of(identity.get(key));
-            IdentityView {
-                identity_type: text("type"),
-                arn: text("arn"),
-                principal_id: text("principalId"),
-                user_name: text("userName"),
-                access_key_id: text("accessKeyId"),
-            }
-        });
-        let resources = record
-            .get("resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|resource| ResourceView {
-                resource_type: Text::of(resource.get("type")).0,
-                arn_upper: Text::of(resource.get("ARN")),
-                arn_lower: Text::of(resource.get("arn")),
-            })
-            .collect();
-        Self {
-            event_id: text("eventID"),
-            event_name: text("eventName"),
-            event_source: text("eventSource"),
-            event_time: text("eventTime"),
-            event_type: text("eventType"),
-            event_category: text("eventCategory"),
-            management_event: text("managementEvent"),
-            read_only: text("readOnly"),
-            user_identity,
-            resources,
-        }
+        // Every field reader is lenient, so reading a JSON map cannot fail.
+        Self::deserialize(record).unwrap_or_default()
     }
 
     pub fn event_time(&self) -> Option<DateTime<Utc>> {
