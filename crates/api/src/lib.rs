@@ -1,5 +1,8 @@
 //! The HTTP face of OpenTrail: AWS JSON 1.1 on `POST /`, SigV4 authentication, AWS-shaped
-//! errors, and `GET /health`.
+//! errors, `GET /health`, and the audited S3 endpoint on the same port.
+//!
+//! Requests are routed by the service their SigV4 credential scope names: `s3` goes to the S3
+//! endpoint (the `s3s` service over the local buckets), everything else to the CloudTrail API.
 //!
 //! Invariants:
 //! - No operation runs before its request is authenticated; authentication failures change
@@ -21,8 +24,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
-use opentrail_model::{Principal, Region};
+use opentrail_model::{EventRecord, Principal, Region};
+use opentrail_s3::{AuditSink, AuditedS3, PrincipalDirectory, SourceIp};
 use opentrail_service::{CallInfo, Caller, ErrorCode, OpenTrail};
+use s3s::service::S3Service;
 
 use crate::sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
 
@@ -31,11 +36,81 @@ use crate::sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 pub fn router(service: Arc<OpenTrail>) -> Router {
+    let s3 = Arc::new(s3_service(&service));
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/", post(handle_json_call))
         .fallback(handle_unknown_route)
+        .layer(axum::middleware::from_fn_with_state(s3, route_s3_requests))
         .with_state(service)
+}
+
+/// Access keys for the S3 endpoint: the same credentials as the CloudTrail API.
+struct CredentialsDirectory(Arc<OpenTrail>);
+
+impl PrincipalDirectory for CredentialsDirectory {
+    fn principal(&self, access_key_id: &str) -> Option<(Principal, String)> {
+        let (principal, secret) = self.0.credentials.lookup(access_key_id)?;
+        Some((principal.clone(), secret.expose().to_owned()))
+    }
+}
+
+/// S3 call records go to the journal like every other event.
+struct JournalSink(Arc<OpenTrail>);
+
+#[async_trait::async_trait]
+impl AuditSink for JournalSink {
+    async fn record(&self, record: EventRecord) -> Result<(), String> {
+        self.0.append_records(&[record]).await.map(drop).map_err(|error| error.to_string())
+    }
+}
+
+fn s3_service(service: &Arc<OpenTrail>) -> S3Service {
+    let principals: Arc<dyn PrincipalDirectory> = Arc::new(CredentialsDirectory(service.clone()));
+    let audited = AuditedS3::new(
+        service.buckets().clone(),
+        service.store().clone(),
+        principals.clone(),
+        Arc::new(JournalSink(service.clone())),
+        service.credentials.default_region.clone(),
+    );
+    opentrail_s3::service(audited, principals)
+}
+
+/// The service a request's SigV4 credential scope names, from the `Authorization` header or a
+/// presigned URL's `X-Amz-Credential`.
+fn signed_service(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        return parse_authorization(value).ok().map(|header| header.service.to_owned());
+    }
+    let query = parts.uri.query()?;
+    let credential = query.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
+    let decoded = credential.replace("%2F", "/").replace("%2f", "/");
+    decoded.split('/').nth(3).map(str::to_owned)
+}
+
+async fn route_s3_requests(
+    State(s3): State<Arc<S3Service>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if signed_service(&parts).as_deref() != Some("s3") {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned() {
+        parts.extensions.insert(SourceIp(peer.ip().to_string()));
+    }
+    let request = http::Request::from_parts(parts, s3s::Body::http_body_unsync(body));
+    match s3.call(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(error) => {
+            tracing::error!(?error, "the S3 endpoint failed");
+            let mut response = Response::new(Body::from("internal error"));
+            *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves.

@@ -101,10 +101,11 @@ fn main() -> Result<()> {
     }
 }
 
-/// Credentials from the config file, else from the environment, else (on loopback only) the
-/// development account.
-fn load_credentials(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Credentials> {
-    let config = match config {
+/// The configuration from the config file, else credentials from the environment, else (on
+/// loopback only) the development account. Delivery intervals may come from
+/// `OPENTRAIL_DELIVERY_INTERVAL` and `OPENTRAIL_DIGEST_INTERVAL`, which win over the file.
+fn load_config(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Config> {
+    let mut config = match config {
         Some(path) => Config::load(path)?,
         None => {
             let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -128,12 +129,25 @@ fn load_credentials(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Cre
             }
         }
     };
-    Ok(Credentials::from_config(&config)?)
+    if let Ok(interval) = std::env::var("OPENTRAIL_DELIVERY_INTERVAL") {
+        config.delivery.delivery_interval = Some(interval);
+    }
+    if let Ok(interval) = std::env::var("OPENTRAIL_DIGEST_INTERVAL") {
+        config.delivery.digest_interval = Some(interval);
+    }
+    Ok(config)
 }
 
 async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -> Result<()> {
-    let credentials = load_credentials(config.as_ref(), &listen)?;
-    let service = OpenTrail::open(&data_dir, credentials)
+    let config = load_config(config.as_ref(), &listen)?;
+    let credentials = Credentials::from_config(&config)?;
+    let options = config.delivery_options()?;
+    tracing::info!(
+        delivery_interval = ?options.settings.delivery_interval,
+        digest_interval = ?options.settings.digest_interval,
+        "trail delivery"
+    );
+    let service = OpenTrail::open_with(&data_dir, credentials, options)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     service.spawn_background_tasks();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

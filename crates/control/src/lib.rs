@@ -1,4 +1,6 @@
-//! Control-plane state: trails (with their selectors, tags and logging status) per account.
+//! Control-plane state: trails (with their selectors, tags and logging status) per account,
+//! bucket ownership, digest signing keys, and the durable state of journal consumers (trail
+//! delivery cursors and plans).
 //!
 //! The service reads an account's trails with a version number, decides, and writes its
 //! changes back conditioned on that version (optimistic concurrency). A conflicting writer
@@ -40,9 +42,52 @@ pub enum TrailChange {
     },
 }
 
+/// A bucket of the local bucket store and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRecord {
+    pub name: String,
+    pub account: AccountId,
+    pub region: String,
+    pub created_ms: i64,
+}
+
+/// An RSA key pair that signs digest files of one Region during its validity window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub region: String,
+    /// Lower-case hex MD5 of `public_der`.
+    pub fingerprint: String,
+    /// PKCS#1 `RSAPublicKey` DER.
+    pub public_der: Vec<u8>,
+    /// PKCS#1 `RSAPrivateKey` DER. Stored unencrypted in the data directory.
+    pub private_der: Vec<u8>,
+    pub valid_from_ms: i64,
+    pub valid_to_ms: i64,
+}
+
 /// The control-plane repository seam: SQLite now, PostgreSQL for a cluster later.
 pub trait ControlStore: Send + Sync + 'static {
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError>;
+
+    /// Every trail of every account (for the delivery worker).
+    fn all_trails(&self) -> Result<Vec<Trail>, StoreError>;
+
+    /// Registers a bucket; `false` if the name is taken (by anyone).
+    fn insert_bucket(&self, bucket: &BucketRecord) -> Result<bool, StoreError>;
+    fn bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
+    fn delete_bucket(&self, name: &str) -> Result<(), StoreError>;
+    fn list_buckets(&self, account: &AccountId) -> Result<Vec<BucketRecord>, StoreError>;
+
+    /// Signing keys of a Region, oldest first.
+    fn signing_keys(&self, region: &str) -> Result<Vec<SigningKey>, StoreError>;
+    fn add_signing_key(&self, key: &SigningKey) -> Result<(), StoreError>;
+
+    /// A journal consumer's durable state (an opaque document the consumer defines).
+    fn consumer_state(&self, consumer: &str) -> Result<Option<String>, StoreError>;
+    /// Replaces a consumer's state in one transaction; `None` deletes it.
+    fn save_consumer_state(&self, consumer: &str, state: Option<&str>) -> Result<(), StoreError>;
+    /// Every stored consumer whose name starts with `prefix`, with its state.
+    fn consumer_states(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Applies all changes atomically if the account is still at `expected_version`.
     fn apply_trail_changes(
@@ -73,6 +118,24 @@ impl SqliteStore {
                  arn TEXT NOT NULL,
                  document TEXT NOT NULL,
                  PRIMARY KEY (account_id, arn)
+             );
+             CREATE TABLE IF NOT EXISTS buckets (
+                 name TEXT PRIMARY KEY,
+                 account_id TEXT NOT NULL,
+                 region TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS signing_keys (
+                 fingerprint TEXT PRIMARY KEY,
+                 region TEXT NOT NULL,
+                 public_der BLOB NOT NULL,
+                 private_der BLOB NOT NULL,
+                 valid_from_ms INTEGER NOT NULL,
+                 valid_to_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS consumer_states (
+                 consumer TEXT PRIMARY KEY,
+                 state TEXT NOT NULL
              );",
         )?;
         Ok(Self { connection: Mutex::new(connection) })
@@ -83,9 +146,124 @@ impl SqliteStore {
     }
 }
 
+fn bucket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn to_bucket((name, account, region, created_ms): (String, String, String, i64)) -> Option<BucketRecord> {
+    Some(BucketRecord { name, account: AccountId::parse(&account).ok()?, region, created_ms })
+}
+
+impl SqliteStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().expect("control store lock")
+    }
+}
+
 impl ControlStore for SqliteStore {
+    fn all_trails(&self) -> Result<Vec<Trail>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare("SELECT document FROM trails ORDER BY account_id, arn")?;
+        let documents = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(documents.iter().map(|document| serde_json::from_str(document)).collect::<Result<Vec<Trail>, _>>()?)
+    }
+
+    fn insert_bucket(&self, bucket: &BucketRecord) -> Result<bool, StoreError> {
+        let inserted = self.lock().execute(
+            "INSERT INTO buckets (name, account_id, region, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![bucket.name, bucket.account.as_str(), bucket.region, bucket.created_ms],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
+        let row = self
+            .lock()
+            .query_row(
+                "SELECT name, account_id, region, created_ms FROM buckets WHERE name = ?1",
+                [name],
+                bucket_from_row,
+            )
+            .optional()?;
+        Ok(row.and_then(to_bucket))
+    }
+
+    fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
+        self.lock().execute("DELETE FROM buckets WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    fn list_buckets(&self, account: &AccountId) -> Result<Vec<BucketRecord>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT name, account_id, region, created_ms FROM buckets WHERE account_id = ?1 ORDER BY name")?;
+        let rows = statement.query_map([account.as_str()], bucket_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows.into_iter().filter_map(to_bucket).collect())
+    }
+
+    fn signing_keys(&self, region: &str) -> Result<Vec<SigningKey>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT region, fingerprint, public_der, private_der, valid_from_ms, valid_to_ms
+             FROM signing_keys WHERE region = ?1 ORDER BY valid_from_ms",
+        )?;
+        let keys = statement
+            .query_map([region], |row| {
+                Ok(SigningKey {
+                    region: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                    public_der: row.get(2)?,
+                    private_der: row.get(3)?,
+                    valid_from_ms: row.get(4)?,
+                    valid_to_ms: row.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(keys)
+    }
+
+    fn add_signing_key(&self, key: &SigningKey) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO signing_keys (fingerprint, region, public_der, private_der, valid_from_ms, valid_to_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key.fingerprint, key.region, key.public_der, key.private_der, key.valid_from_ms, key.valid_to_ms],
+        )?;
+        Ok(())
+    }
+
+    fn consumer_state(&self, consumer: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT state FROM consumer_states WHERE consumer = ?1", [consumer], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn save_consumer_state(&self, consumer: &str, state: Option<&str>) -> Result<(), StoreError> {
+        let connection = self.lock();
+        match state {
+            Some(state) => connection.execute(
+                "INSERT INTO consumer_states (consumer, state) VALUES (?1, ?2)
+                 ON CONFLICT (consumer) DO UPDATE SET state = excluded.state",
+                params![consumer, state],
+            )?,
+            None => connection.execute("DELETE FROM consumer_states WHERE consumer = ?1", [consumer])?,
+        };
+        Ok(())
+    }
+
+    fn consumer_states(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare("SELECT consumer, state FROM consumer_states WHERE substr(consumer, 1, ?2) = ?1")?;
+        let rows = statement
+            .query_map(params![prefix, prefix.len() as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError> {
-        let connection = self.connection.lock().expect("lock");
+        let connection = self.lock();
         let version = connection
             .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
                 row.get(0)
@@ -106,7 +284,7 @@ impl ControlStore for SqliteStore {
         expected_version: i64,
         changes: &[TrailChange],
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection.lock().expect("lock");
+        let mut connection = self.lock();
         let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = txn
             .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
@@ -172,6 +350,8 @@ mod tests {
             is_logging: false,
             start_logging_time_ms: None,
             stop_logging_time_ms: None,
+            logging_started_at: None,
+            logging_stopped_at: None,
             created_ms: 0,
         }
     }
@@ -206,6 +386,33 @@ mod tests {
         let stale = store.apply_trail_changes(&account, 0, &[TrailChange::Put(Box::new(trail("b")))]);
         assert!(matches!(stale, Err(StoreError::Conflict)));
         assert_eq!(store.load_trails(&account).unwrap().trails.len(), 1);
+    }
+
+    #[test]
+    fn buckets_have_one_owner() {
+        let store = SqliteStore::in_memory().unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let bucket =
+            BucketRecord { name: "logs".into(), account: account.clone(), region: "eu-west-1".into(), created_ms: 5 };
+        assert!(store.insert_bucket(&bucket).unwrap());
+        let other = BucketRecord { account: AccountId::parse("210987654321").unwrap(), ..bucket.clone() };
+        assert!(!store.insert_bucket(&other).unwrap());
+        assert_eq!(store.bucket("logs").unwrap(), Some(bucket.clone()));
+        assert_eq!(store.list_buckets(&account).unwrap(), vec![bucket]);
+        store.delete_bucket("logs").unwrap();
+        assert_eq!(store.bucket("logs").unwrap(), None);
+    }
+
+    #[test]
+    fn consumer_states_replace_list_and_delete() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.save_consumer_state("delivery/a", Some("1")).unwrap();
+        store.save_consumer_state("delivery/a", Some("2")).unwrap();
+        store.save_consumer_state("lake/x", Some("3")).unwrap();
+        assert_eq!(store.consumer_state("delivery/a").unwrap().as_deref(), Some("2"));
+        assert_eq!(store.consumer_states("delivery/").unwrap(), vec![("delivery/a".to_owned(), "2".to_owned())]);
+        store.save_consumer_state("delivery/a", None).unwrap();
+        assert_eq!(store.consumer_state("delivery/a").unwrap(), None);
     }
 
     #[test]

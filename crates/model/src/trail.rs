@@ -65,6 +65,12 @@ pub struct Trail {
     pub is_logging: bool,
     pub start_logging_time_ms: Option<i64>,
     pub stop_logging_time_ms: Option<i64>,
+    /// The journal position where the latest logging session began: delivery starts there.
+    #[serde(default)]
+    pub logging_started_at: Option<u64>,
+    /// The journal position where logging last stopped: delivery ends there.
+    #[serde(default)]
+    pub logging_stopped_at: Option<u64>,
     pub created_ms: i64,
 }
 

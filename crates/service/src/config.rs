@@ -4,6 +4,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use std::time::Duration;
+
+use opentrail_buckets::RemoteBucketConfig;
+use opentrail_delivery::{DeliverySettings, NotificationTarget, parse_duration};
 use opentrail_model::{AccountId, Principal, PrincipalKind, Region};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -72,6 +76,50 @@ pub struct Config {
     pub default_region: String,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// Buckets on S3-compatible endpoints that trails may deliver to.
+    #[serde(default)]
+    pub remote_buckets: Vec<RemoteBucketConfig>,
+    /// Webhooks that trails name in `SnsTopicName`.
+    #[serde(default)]
+    pub notification_targets: Vec<NotificationTarget>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// Delivery timing: durations such as `1s`, `5m`, `1h`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How often log files are written (default `5m`).
+    pub delivery_interval: Option<String>,
+    /// How long a digest covers (default `1h`).
+    pub digest_interval: Option<String>,
+}
+
+/// Everything the delivery worker is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryOptions {
+    pub remote_buckets: Vec<RemoteBucketConfig>,
+    pub notification_targets: Vec<NotificationTarget>,
+    pub settings: DeliverySettings,
+}
+
+impl Config {
+    pub fn delivery_options(&self) -> Result<DeliveryOptions, ConfigError> {
+        let defaults = DeliverySettings::default();
+        let parse = |name: &str, value: &Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(text)
+                .ok_or_else(|| ConfigError::Invalid(format!("{name} {text:?} is not a duration such as 1s, 5m or 1h"))),
+        };
+        let delivery = parse("delivery_interval", &self.delivery.delivery_interval, defaults.delivery_interval)?;
+        let digest = parse("digest_interval", &self.delivery.digest_interval, defaults.digest_interval)?;
+        Ok(DeliveryOptions {
+            remote_buckets: self.remote_buckets.clone(),
+            notification_targets: self.notification_targets.clone(),
+            settings: DeliverySettings::with_intervals(delivery, digest),
+        })
+    }
 }
 
 fn default_region() -> String {
@@ -98,6 +146,9 @@ impl Config {
                 }],
                 users: Vec::new(),
             }],
+            remote_buckets: Vec::new(),
+            notification_targets: Vec::new(),
+            delivery: DeliveryConfig::default(),
         }
     }
 
@@ -198,6 +249,36 @@ mod tests {
         let mut twice = Config::development();
         twice.accounts.push(twice.accounts[0].clone());
         assert!(Credentials::from_config(&twice).is_err());
+    }
+
+    #[test]
+    fn delivery_settings_and_destinations() {
+        let config: Config = toml::from_str(
+            r#"
+            [delivery]
+            delivery_interval = "2s"
+            digest_interval = "1m"
+            [[remote_buckets]]
+            bucket = "corp-logs"
+            endpoint_url = "http://127.0.0.1:9000"
+            access_key_id = "k"
+            secret_access_key = "remote-secret"
+            [[notification_targets]]
+            name = "ops"
+            url = "http://127.0.0.1:8080/hook"
+            secret = "hook-secret"
+            "#,
+        )
+        .unwrap();
+        let options = config.delivery_options().unwrap();
+        assert_eq!(options.settings.delivery_interval, Duration::from_secs(2));
+        assert_eq!(options.settings.digest_interval, Duration::from_secs(60));
+        assert_eq!(options.remote_buckets[0].region, "us-east-1");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("remote-secret") && !printed.contains("hook-secret"), "{printed}");
+        let mut bad = config;
+        bad.delivery.digest_interval = Some("soon".into());
+        assert!(bad.delivery_options().is_err());
     }
 
     #[test]

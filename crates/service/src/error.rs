@@ -50,6 +50,10 @@ error_codes! {
     InvalidSnsTopicName => "InvalidSnsTopicNameException", 400;
     InvalidTagParameter => "InvalidTagParameterException", 400;
     InvalidTimeRange => "InvalidTimeRangeException", 400;
+    InvalidToken => "InvalidTokenException", 400;
+    S3BucketDoesNotExist => "S3BucketDoesNotExistException", 400;
+    InsufficientS3BucketPolicy => "InsufficientS3BucketPolicyException", 400;
+    InsufficientSnsTopicPolicy => "InsufficientSnsTopicPolicyException", 400;
     InvalidTrailName => "InvalidTrailNameException", 400;
     MaximumNumberOfTrailsExceeded => "MaximumNumberOfTrailsExceededException", 400;
     OrganizationsNotInUse => "OrganizationsNotInUseException", 400;

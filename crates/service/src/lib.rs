@@ -13,6 +13,7 @@
 //!   access key, never from the request body.
 
 pub mod config;
+mod delivery;
 pub mod error;
 mod lookup;
 mod paging;
@@ -23,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use opentrail_buckets::{BucketError, LocalBuckets};
 use opentrail_control::{ControlStore, SqliteStore, StoreError};
+use opentrail_delivery::{DeliveryWorker, Destinations, Notifier, SigningKeys};
 use opentrail_history::{HistoryError, HistoryIndex, run_indexer};
 use opentrail_journal::{Journal, JournalError, LocalJournal, LocalJournalOptions, Position};
 use opentrail_model::record::format_event_time;
@@ -31,7 +34,8 @@ use opentrail_model::{EventRecord, Principal, Region};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-pub use crate::config::{Config, Credentials, Secret};
+pub use crate::config::{Config, Credentials, DeliveryOptions, Secret};
+use crate::delivery::DeliveryContext;
 pub use crate::error::{ErrorCode, ServiceError, ServiceResult};
 use crate::trails::TrailOps;
 
@@ -42,7 +46,7 @@ const EVENT_SOURCE: &str = "cloudtrail.amazonaws.com";
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
 /// Operations OpenTrail implements.
-const IMPLEMENTED: [&str; 17] = [
+const IMPLEMENTED: [&str; 18] = [
     "CreateTrail",
     "UpdateTrail",
     "DeleteTrail",
@@ -60,12 +64,12 @@ const IMPLEMENTED: [&str; 17] = [
     "RemoveTags",
     "ListTags",
     "LookupEvents",
+    "ListPublicKeys",
 ];
 
 /// CloudTrail operations that exist in the API model but not (yet) in OpenTrail: they answer
 /// `UnsupportedOperationException`.
-const NOT_YET_IMPLEMENTED: [&str; 43] = [
-    "ListPublicKeys",
+const NOT_YET_IMPLEMENTED: [&str; 42] = [
     "ListInsightsData",
     "ListInsightsMetricData",
     "CreateEventDataStore",
@@ -118,6 +122,8 @@ pub enum OpenError {
     History(#[from] HistoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Buckets(#[from] BucketError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }
@@ -152,6 +158,9 @@ pub struct OpenTrail {
     journal: Arc<dyn Journal>,
     history: Arc<HistoryIndex>,
     store: Arc<dyn ControlStore>,
+    buckets: Arc<LocalBuckets>,
+    delivery: Arc<DeliveryContext>,
+    worker: Arc<DeliveryWorker>,
     pub credentials: Credentials,
 }
 
@@ -160,15 +169,54 @@ fn epoch_seconds(ms: i64) -> f64 {
 }
 
 impl OpenTrail {
-    /// Opens the data directory: `journal/`, `history.redb`, `control.sqlite`.
+    /// Opens the data directory with default delivery settings.
     pub fn open(data_dir: &Path, credentials: Credentials) -> Result<Arc<Self>, OpenError> {
+        Self::open_with(data_dir, credentials, DeliveryOptions::default())
+    }
+
+    /// Opens the data directory: `journal/`, `history.redb`, `control.sqlite`, `buckets/`.
+    pub fn open_with(
+        data_dir: &Path,
+        credentials: Credentials,
+        options: DeliveryOptions,
+    ) -> Result<Arc<Self>, OpenError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.display().to_string(), source })?;
         let journal: Arc<dyn Journal> =
             Arc::new(LocalJournal::open(data_dir.join("journal"), LocalJournalOptions::default())?);
         let history = Arc::new(HistoryIndex::open(&data_dir.join("history.redb"), journal.clone())?);
         let store: Arc<dyn ControlStore> = Arc::new(SqliteStore::open(&data_dir.join("control.sqlite"))?);
-        Ok(Arc::new(Self { journal, history, store, credentials }))
+        let buckets = Arc::new(LocalBuckets::open(&data_dir.join("buckets"))?);
+        let delivery = Arc::new(DeliveryContext {
+            destinations: Arc::new(Destinations::new(buckets.clone(), &options.remote_buckets)?),
+            notifier: Arc::new(Notifier::new(&options.notification_targets)),
+            keys: Arc::new(SigningKeys::new(store.clone())),
+            journal: journal.clone(),
+        });
+        let worker = Arc::new(DeliveryWorker::new(
+            store.clone(),
+            journal.clone(),
+            delivery.destinations.clone(),
+            delivery.keys.clone(),
+            delivery.notifier.clone(),
+            options.settings,
+        ));
+        Ok(Arc::new(Self { journal, history, store, buckets, delivery, worker, credentials }))
+    }
+
+    /// The control-plane store (bucket ownership for the S3 endpoint).
+    pub fn store(&self) -> &Arc<dyn ControlStore> {
+        &self.store
+    }
+
+    /// The local bucket store the S3 endpoint serves.
+    pub fn buckets(&self) -> &Arc<LocalBuckets> {
+        &self.buckets
+    }
+
+    /// The trail delivery worker (its `deliver_round` runs one pass, for tests and benches).
+    pub fn delivery_worker(&self) -> &Arc<DeliveryWorker> {
+        &self.worker
     }
 
     pub fn journal(&self) -> &Arc<dyn Journal> {
@@ -179,9 +227,11 @@ impl OpenTrail {
         &self.history
     }
 
-    /// Starts the journal consumers: the history indexer and retention. Needs a Tokio runtime.
+    /// Starts the journal consumers: the history indexer, trail delivery and retention. Needs a
+    /// Tokio runtime.
     pub fn spawn_background_tasks(self: &Arc<Self>) {
         tokio::spawn(run_indexer(self.history.clone(), self.journal.clone()));
+        tokio::spawn(self.worker.clone().run());
         let this = self.clone();
         tokio::spawn(async move {
             let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
@@ -197,11 +247,20 @@ impl OpenTrail {
         });
     }
 
-    /// Drops history older than 90 days, then journal segments no consumer needs any more.
+    /// Drops history older than 90 days, then journal segments no consumer needs any more
+    /// (neither the history index nor any trail still delivering).
     pub fn apply_retention(&self) -> Result<(), HistoryError> {
         let cutoff = Utc::now() - chrono::Duration::days(lookup::HISTORY_DAYS);
         let expired = self.history.expire(cutoff)?;
-        let keep_from = self.history.oldest_needed_position()?;
+        let mut keep_from = self.history.oldest_needed_position()?;
+        match opentrail_delivery::oldest_needed_position(self.store.as_ref()) {
+            Ok(Some(cursor)) => keep_from = keep_from.min(cursor),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot read delivery cursors; keeping the journal");
+                return Ok(());
+            }
+        }
         let dropped = self.journal.drop_segments_before(keep_from, cutoff.into())?;
         tracing::info!(expired, dropped_segments = dropped, "retention applied");
         Ok(())
@@ -258,7 +317,12 @@ impl OpenTrail {
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let mut resources = Vec::new();
-            let mut ops = TrailOps { store: this.store.as_ref(), caller: &caller, resources: &mut resources };
+            let mut ops = TrailOps {
+                store: this.store.as_ref(),
+                caller: &caller,
+                resources: &mut resources,
+                delivery: &this.delivery,
+            };
             let outcome = run_trail_operation(&mut ops, &operation, input);
             (outcome, resources)
         })
@@ -307,6 +371,7 @@ fn run_trail_operation(ops: &mut TrailOps<'_>, operation: &str, input: Value) ->
         "AddTags" => ops.add_tags(decode_input(input)?),
         "RemoveTags" => ops.remove_tags(decode_input(input)?),
         "ListTags" => ops.list_tags(decode_input(input)?),
+        "ListPublicKeys" => ops.list_public_keys(decode_input(input)?),
         other => Err(ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}."))),
     }
 }
@@ -328,6 +393,7 @@ pub fn decode_request(operation: &str, body: &[u8]) -> ServiceResult<()> {
         "PutInsightSelectors" => decode_input::<trails::PutInsightSelectorsInput>(input).map(drop),
         "AddTags" | "RemoveTags" => decode_input::<trails::TagsInput>(input).map(drop),
         "ListTags" => decode_input::<trails::ListTagsInput>(input).map(drop),
+        "ListPublicKeys" => decode_input::<delivery::ListPublicKeysInput>(input).map(drop),
         "LookupEvents" => {
             let input: lookup::LookupEventsInput = decode_input(input)?;
             let caller = Caller {

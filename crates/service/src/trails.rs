@@ -10,6 +10,7 @@ use opentrail_model::{AdvancedEventSelector, Arn, EventSelector, InsightSelector
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::delivery::DeliveryContext;
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
 use crate::{Caller, Resource, epoch_seconds, paging};
 
@@ -24,6 +25,7 @@ pub struct TrailOps<'a> {
     pub caller: &'a Caller,
     /// Resources the call touched, for the call's CloudTrail record.
     pub resources: &'a mut Vec<Resource>,
+    pub delivery: &'a DeliveryContext,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ServiceError {
@@ -394,6 +396,21 @@ impl TrailOps<'_> {
         resources.push(Resource { arn: trail.arn(), resource_type: TRAIL_RESOURCE_TYPE.into() });
     }
 
+    /// The bucket must exist and be the caller's; a notification topic must be configured.
+    fn check_destinations(&self, bucket: Option<&str>, settings: &Settings) -> ServiceResult<()> {
+        if let Some(bucket) = bucket {
+            self.delivery.check_bucket(self.store, &self.caller.principal.account, bucket)?;
+        }
+        match settings.sns_topic_name.as_deref() {
+            Some(topic) if !topic.is_empty() => self.delivery.check_topic(topic),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn list_public_keys(&mut self, input: crate::delivery::ListPublicKeysInput) -> ServiceResult<Value> {
+        self.delivery.list_public_keys(&self.caller.region, input)
+    }
+
     pub fn create_trail(&mut self, input: CreateTrailInput) -> ServiceResult<Value> {
         validate_trail_name(&input.name).map_err(|e| err(ErrorCode::InvalidTrailName, e.0))?;
         validate_bucket_name(&input.s3_bucket_name)?;
@@ -401,6 +418,7 @@ impl TrailOps<'_> {
             return Err(organization_not_in_use());
         }
         let settings = validate_settings(&input.settings, self.caller)?;
+        self.check_destinations(Some(&input.s3_bucket_name), &settings)?;
         let tags = input.tags_list.clone().unwrap_or_default();
         validate_tags(&tags)?;
         if tags.len() > MAX_TAGS_PER_RESOURCE {
@@ -431,6 +449,8 @@ impl TrailOps<'_> {
             is_logging: false,
             start_logging_time_ms: None,
             stop_logging_time_ms: None,
+            logging_started_at: None,
+            logging_stopped_at: None,
             created_ms: Utc::now().timestamp_millis(),
         };
         if trail.is_multi_region_trail && !trail.include_global_service_events {
@@ -454,6 +474,7 @@ impl TrailOps<'_> {
             return Err(organization_not_in_use());
         }
         let settings = validate_settings(&input.settings, self.caller)?;
+        self.check_destinations(input.s3_bucket_name.as_deref(), &settings)?;
         let caller = self.caller;
         let decide = |state: &AccountTrails, resources: &mut Vec<Resource>| {
             let current = resolve_for_change(caller, &state.trails, &input.name)?;
@@ -588,18 +609,24 @@ impl TrailOps<'_> {
             out.insert("StopLoggingTime".into(), json!(epoch_seconds(ms)));
             out.insert("TimeLoggingStopped".into(), json!(iso(ms)));
         }
+        self.delivery.add_status_fields(self.store, trail, &mut out)?;
         Ok(Value::Object(out))
     }
 
     pub fn set_logging(&mut self, input: NameInput, logging: bool) -> ServiceResult<Value> {
         let caller = self.caller;
+        // Delivery covers the journal from here on (this call's own record included), or up to
+        // here when logging stops.
+        let journal_position = self.delivery.journal.committed_end();
         self.mutate(|state, resources| {
             let mut trail = resolve_for_change(caller, &state.trails, &input.name)?.clone();
             let now = Utc::now().timestamp_millis();
             if logging && !trail.is_logging {
                 trail.start_logging_time_ms = Some(now);
+                trail.logging_started_at = Some(journal_position);
             } else if !logging && trail.is_logging {
                 trail.stop_logging_time_ms = Some(now);
+                trail.logging_stopped_at = Some(journal_position);
             }
             trail.is_logging = logging;
             Self::note(resources, &trail);

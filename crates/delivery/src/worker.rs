@@ -1,0 +1,540 @@
+//! The delivery worker: one journal consumer per logging trail, writing log files and digests.
+//!
+//! Exactly-once per trail rests on plan, write, commit:
+//! 1. A batch is planned as a journal range `[from, to)` and a delivery time, and the plan is
+//!    stored before any file is written.
+//! 2. The files are built from that range alone. Names and bytes are functions of the plan (the
+//!    "unique" part of a name is derived from the trail and `from`; gzip carries no time), so a
+//!    retry after a crash or a failed write produces the same objects, and an object that is
+//!    already there is left as it is.
+//! 3. The cursor moves to `to` in the same store transaction that clears the plan and adds the
+//!    files to the digest chain.
+//!
+//! Digests follow the same pattern: plan (Region, end time, key fingerprint), write, commit the
+//! new chain head. PKCS#1 v1.5 signatures are deterministic, so a retried digest is identical.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use opentrail_buckets::BucketError;
+use opentrail_control::ControlStore;
+use opentrail_journal::{Journal, Position};
+use opentrail_model::Trail;
+use opentrail_model::record::{RecordView, split_envelope};
+use opentrail_model::selectors::{advanced_selects, basic_selects};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::digest::{
+    DigestDocument, DigestLogFile, HASH_ALGORITHM, SIGNATURE_ALGORITHM, format_time, sign_digest, time_bounds,
+};
+use crate::layout::{digest_key, log_file_key, unique_suffix};
+use crate::logfile::build_log_file;
+use crate::{DeliveryError, DeliverySettings, Destinations, SigningKeys, notify::Notifier};
+
+const CONSUMER_PREFIX: &str = "delivery/";
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+fn consumer_name(trail_arn: &str) -> String {
+    format!("{CONSUMER_PREFIX}{trail_arn}")
+}
+
+/// A planned batch of log files: the journal range and the delivery time that name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPlan {
+    pub from: Position,
+    pub to: Position,
+    pub delivered_ms: i64,
+}
+
+/// A planned digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestPlan {
+    pub region: String,
+    pub end_ms: i64,
+    pub fingerprint: String,
+}
+
+/// The head of a Region's digest chain and the files delivered since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub window_start_ms: i64,
+    pub previous: Option<PreviousDigest>,
+    pub files: Vec<DigestLogFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousDigest {
+    pub bucket: String,
+    pub key: String,
+    pub sha256_hex: String,
+    pub signature_hex: String,
+}
+
+/// What `GetTrailStatus` reports about deliveries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStatus {
+    pub latest_delivery_ms: Option<i64>,
+    pub latest_delivery_error: Option<String>,
+    pub latest_delivery_attempt_ms: Option<i64>,
+    pub latest_delivery_attempt_succeeded: Option<bool>,
+    pub latest_digest_ms: Option<i64>,
+    pub latest_digest_error: Option<String>,
+}
+
+/// A trail's durable delivery state, stored as one document per trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrailDeliveryState {
+    /// The journal position where the current logging session began.
+    pub session_start: Position,
+    /// The next journal position to deliver.
+    pub cursor: Position,
+    pub last_flush_ms: i64,
+    pub batch_plan: Option<BatchPlan>,
+    pub digest_plan: Option<DigestPlan>,
+    /// Digest chains by Region.
+    pub chains: BTreeMap<String, Chain>,
+    /// Set once a stopped session's last events and final digests are delivered.
+    pub session_closed: bool,
+    pub status: DeliveryStatus,
+}
+
+impl TrailDeliveryState {
+    fn new_session(start: Position, started_ms: i64, status: DeliveryStatus) -> Self {
+        Self {
+            session_start: start,
+            cursor: start,
+            last_flush_ms: started_ms,
+            batch_plan: None,
+            digest_plan: None,
+            chains: BTreeMap::new(),
+            session_closed: false,
+            status,
+        }
+    }
+}
+
+/// The delivery state of a trail, for `GetTrailStatus`.
+pub fn load_state(store: &dyn ControlStore, trail_arn: &str) -> Result<Option<TrailDeliveryState>, DeliveryError> {
+    match store.consumer_state(&consumer_name(trail_arn))? {
+        Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+        None => Ok(None),
+    }
+}
+
+/// The lowest journal position a trail still has to deliver (journal retention keeps it).
+pub fn oldest_needed_position(store: &dyn ControlStore) -> Result<Option<Position>, DeliveryError> {
+    let mut oldest = None::<Position>;
+    for (_, text) in store.consumer_states(CONSUMER_PREFIX)? {
+        let state: TrailDeliveryState = serde_json::from_str(&text)?;
+        oldest = Some(oldest.map_or(state.cursor, |o| o.min(state.cursor)));
+    }
+    Ok(oldest)
+}
+
+pub struct DeliveryWorker {
+    store: Arc<dyn ControlStore>,
+    journal: Arc<dyn Journal>,
+    destinations: Arc<Destinations>,
+    keys: Arc<SigningKeys>,
+    notifier: Arc<Notifier>,
+    settings: DeliverySettings,
+    /// Trails whose last attempt failed: when to try again, and how many failures in a row.
+    backoff: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, DeliveryError> {
+    tokio::task::spawn_blocking(f).await.map_err(|error| DeliveryError::Task(error.to_string()))
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Whether a trail delivers this record (account, Region, selectors). Insights events go to
+/// their own files, not to log files.
+fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> bool {
+    if account != trail.account.as_str() || !(trail.is_multi_region_trail || region == trail.home_region.as_str()) {
+        return false;
+    }
+    if record.get("eventCategory").and_then(Value::as_str) == Some("Insight") {
+        return false;
+    }
+    match &trail.advanced_event_selectors {
+        Some(advanced) => advanced_selects(advanced, record),
+        None => basic_selects(&trail.effective_event_selectors(), record),
+    }
+}
+
+/// The records in `[from, to)` that the trail selects, by Region, as (JSON bytes, event time).
+type SelectedRecords = BTreeMap<String, Vec<(Vec<u8>, Option<DateTime<Utc>>)>>;
+
+fn select_range(
+    journal: &dyn Journal,
+    trail: &Trail,
+    from: Position,
+    to: Position,
+) -> Result<SelectedRecords, DeliveryError> {
+    let mut selected = SelectedRecords::new();
+    let mut position = from;
+    while position < to {
+        let batch = journal.read_from(position, 8 * 1024 * 1024)?;
+        if batch.entries.is_empty() {
+            return Err(DeliveryError::Journal(opentrail_journal::JournalError::NoSuchPosition(position)));
+        }
+        for entry in batch.entries.iter().take_while(|entry| entry.position < to) {
+            let Ok((account, region, json)) = split_envelope(&entry.payload) else { continue };
+            let Ok(record) = serde_json::from_slice::<Value>(json) else { continue };
+            if trail_selects(trail, account.as_str(), region.as_str(), &record) {
+                let time = RecordView::from_json(json).ok().and_then(|view| view.event_time());
+                selected.entry(region.as_str().to_owned()).or_default().push((json.to_vec(), time));
+            }
+        }
+        position = batch.next;
+    }
+    Ok(selected)
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Arc<dyn ControlStore>,
+        journal: Arc<dyn Journal>,
+        destinations: Arc<Destinations>,
+        keys: Arc<SigningKeys>,
+        notifier: Arc<Notifier>,
+        settings: DeliverySettings,
+    ) -> Self {
+        Self { store, journal, destinations, keys, notifier, settings, backoff: Mutex::new(HashMap::new()) }
+    }
+
+    /// Delivers forever, one round per poll interval.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(error) = self.deliver_round(Utc::now()).await {
+                tracing::error!(%error, "delivery round failed");
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// One pass over all trails; returns after each has delivered what is due.
+    pub async fn deliver_round(&self, now: DateTime<Utc>) -> Result<(), DeliveryError> {
+        let store = self.store.clone();
+        let (trails, states) =
+            blocking(move || Ok::<_, DeliveryError>((store.all_trails()?, store.consumer_states(CONSUMER_PREFIX)?)))
+                .await??;
+        for trail in &trails {
+            let arn = trail.arn();
+            if let Some((retry_at, _)) = self.backoff.lock().expect("backoff lock").get(&arn)
+                && Instant::now() < *retry_at
+            {
+                continue;
+            }
+            match self.advance(trail, now).await {
+                Ok(()) => {
+                    self.backoff.lock().expect("backoff lock").remove(&arn);
+                }
+                Err(error) => {
+                    tracing::warn!(trail = arn, %error, "delivery failed; will retry");
+                    let mut backoff = self.backoff.lock().expect("backoff lock");
+                    let failures = backoff.get(&arn).map_or(0, |(_, n)| *n) + 1;
+                    let delay = Duration::from_millis(500 * 2u64.pow(failures.min(8))).min(MAX_BACKOFF);
+                    backoff.insert(arn, (Instant::now() + delay, failures));
+                }
+            }
+        }
+        // Trails that were deleted deliver nothing more.
+        for (consumer, _) in states {
+            let arn = &consumer[CONSUMER_PREFIX.len()..];
+            if !trails.iter().any(|trail| trail.arn() == arn) {
+                let store = self.store.clone();
+                blocking(move || store.save_consumer_state(&consumer, None)).await??;
+            }
+        }
+        Ok(())
+    }
+
+    async fn save(&self, trail_arn: &str, state: &TrailDeliveryState) -> Result<(), DeliveryError> {
+        let store = self.store.clone();
+        let name = consumer_name(trail_arn);
+        let text = serde_json::to_string(state)?;
+        blocking(move || store.save_consumer_state(&name, Some(&text))).await??;
+        Ok(())
+    }
+
+    /// Records a failed attempt in the status (best effort) and passes the error on.
+    async fn failed(
+        &self,
+        trail: &Trail,
+        state: &mut TrailDeliveryState,
+        digest: bool,
+        error: DeliveryError,
+    ) -> DeliveryError {
+        let now = Utc::now().timestamp_millis();
+        if digest {
+            state.status.latest_digest_error = Some(error.to_string());
+        } else {
+            state.status.latest_delivery_error = Some(error.to_string());
+            state.status.latest_delivery_attempt_ms = Some(now);
+            state.status.latest_delivery_attempt_succeeded = Some(false);
+        }
+        if let Err(save_error) = self.save(&trail.arn(), state).await {
+            tracing::warn!(%save_error, "cannot record the delivery error");
+        }
+        error
+    }
+
+    async fn advance(&self, trail: &Trail, now: DateTime<Utc>) -> Result<(), DeliveryError> {
+        let Some(session_start) = trail.logging_started_at else { return Ok(()) };
+        let arn = trail.arn();
+        let store = self.store.clone();
+        let loaded = {
+            let arn = arn.clone();
+            blocking(move || load_state(store.as_ref(), &arn)).await??
+        };
+        let started_ms = trail.start_logging_time_ms.unwrap_or_else(|| now.timestamp_millis());
+        let mut state = loaded
+            .unwrap_or_else(|| TrailDeliveryState::new_session(session_start, started_ms, DeliveryStatus::default()));
+        if state.cursor < self.journal.start() {
+            tracing::error!(trail = arn, cursor = state.cursor, "events expired before delivery");
+            state.cursor = self.journal.start();
+        }
+
+        // Finish whatever a crash or a failure interrupted.
+        if let Some(plan) = state.batch_plan.clone() {
+            self.write_batch(trail, &mut state, plan).await?;
+        }
+        if let Some(plan) = state.digest_plan.clone() {
+            self.write_digest(trail, &mut state, plan).await?;
+        }
+
+        let same_session = state.session_start == session_start;
+        let (bound, session_ends) = match (same_session, trail.is_logging) {
+            (true, true) => (self.journal.committed_end(), false),
+            _ => (trail.logging_stopped_at.filter(|stop| *stop >= state.session_start).unwrap_or(state.cursor), true),
+        };
+        while state.cursor < bound {
+            let interval_elapsed =
+                now.timestamp_millis() - state.last_flush_ms >= self.settings.delivery_interval.as_millis() as i64;
+            let size_reached = bound - state.cursor >= self.settings.max_batch_bytes as u64;
+            if !(interval_elapsed || size_reached || session_ends) {
+                break;
+            }
+            let journal = self.journal.clone();
+            let (from, max) = (state.cursor, self.settings.max_batch_bytes);
+            let next = blocking(move || journal.read_from(from, max).map(|batch| batch.next)).await??;
+            let to = next.min(bound);
+            if to <= from {
+                break;
+            }
+            let plan = BatchPlan { from, to, delivered_ms: now.timestamp_millis() };
+            state.batch_plan = Some(plan.clone());
+            self.save(&arn, &state).await?;
+            self.write_batch(trail, &mut state, plan).await?;
+        }
+
+        if !trail.log_file_validation_enabled {
+            state.chains.clear();
+        } else if state.cursor >= bound && session_ends && !state.session_closed {
+            // Logging stopped: one final digest per Region closes the chain.
+            state.chains.entry(trail.home_region.as_str().to_owned()).or_insert_with(|| Chain {
+                window_start_ms: started_ms,
+                previous: None,
+                files: Vec::new(),
+            });
+            for region in state.chains.keys().cloned().collect::<Vec<_>>() {
+                self.plan_and_write_digest(trail, &mut state, region, now).await?;
+            }
+        } else if !session_ends {
+            state.chains.entry(trail.home_region.as_str().to_owned()).or_insert_with(|| Chain {
+                window_start_ms: state.last_flush_ms.min(now.timestamp_millis()),
+                previous: None,
+                files: Vec::new(),
+            });
+            let interval = self.settings.digest_interval.as_millis() as i64;
+            let due: Vec<String> = state
+                .chains
+                .iter()
+                .filter(|(_, chain)| now.timestamp_millis() - chain.window_start_ms >= interval)
+                .map(|(region, _)| region.clone())
+                .collect();
+            for region in due {
+                self.plan_and_write_digest(trail, &mut state, region, now).await?;
+            }
+        }
+
+        if session_ends && state.cursor >= bound {
+            if !same_session {
+                tracing::info!(trail = arn, "logging restarted: a new delivery session begins");
+                state = TrailDeliveryState::new_session(session_start, started_ms, state.status.clone());
+            } else {
+                state.session_closed = true;
+            }
+        }
+        self.save(&arn, &state).await
+    }
+
+    async fn write_batch(
+        &self,
+        trail: &Trail,
+        state: &mut TrailDeliveryState,
+        plan: BatchPlan,
+    ) -> Result<(), DeliveryError> {
+        let journal = self.journal.clone();
+        let for_selection = trail.clone();
+        let selected = blocking(move || select_range(journal.as_ref(), &for_selection, plan.from, plan.to)).await??;
+        let destination = self.destinations.destination(&trail.s3_bucket_name);
+        let delivered = ms_to_time(plan.delivered_ms);
+        let arn = trail.arn();
+        let mut written = Vec::new();
+        for (region, records) in &selected {
+            let file = build_log_file(records.iter().map(|(json, time)| (json.as_slice(), *time)));
+            let unique = unique_suffix(&format!("{arn}|{region}|{}", plan.from));
+            let key = log_file_key(trail.s3_key_prefix.as_deref(), trail.account.as_str(), region, delivered, &unique);
+            match destination.put_new(&key, Bytes::from(file.gzipped.clone()), &Vec::new()).await {
+                Ok(()) | Err(BucketError::AlreadyExists(_)) => {}
+                Err(error) => return Err(self.failed(trail, state, false, error.into()).await),
+            }
+            written.push((region.clone(), key, file));
+        }
+        state.cursor = plan.to;
+        state.batch_plan = None;
+        if !written.is_empty() {
+            state.last_flush_ms = plan.delivered_ms;
+            state.status.latest_delivery_ms = Some(plan.delivered_ms);
+        }
+        state.status.latest_delivery_attempt_ms = Some(plan.delivered_ms);
+        state.status.latest_delivery_attempt_succeeded = Some(true);
+        state.status.latest_delivery_error = None;
+        if trail.log_file_validation_enabled {
+            for (region, key, file) in &written {
+                let window_start_ms = state.last_flush_ms;
+                let chain = state.chains.entry(region.clone()).or_insert_with(|| Chain {
+                    window_start_ms,
+                    previous: None,
+                    files: Vec::new(),
+                });
+                chain.files.push(DigestLogFile {
+                    s3_bucket: trail.s3_bucket_name.clone(),
+                    s3_object: key.clone(),
+                    hash_value: file.sha256_hex.clone(),
+                    hash_algorithm: HASH_ALGORITHM.into(),
+                    newest_event_time: file.newest_event_time.map(format_time),
+                    oldest_event_time: file.oldest_event_time.map(format_time),
+                });
+            }
+        }
+        self.save(&arn, state).await?;
+        if let Some(topic) = &trail.sns_topic_name
+            && !written.is_empty()
+        {
+            for (region, keys) in group_keys(&written) {
+                self.notifier.notify(&arn, topic, &region, trail.account.as_str(), &trail.s3_bucket_name, keys);
+            }
+        }
+        Ok(())
+    }
+
+    async fn plan_and_write_digest(
+        &self,
+        trail: &Trail,
+        state: &mut TrailDeliveryState,
+        region: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), DeliveryError> {
+        let keys = self.keys.clone();
+        let home = trail.home_region.as_str().to_owned();
+        let key = blocking(move || keys.current(&home, now)).await??;
+        // Whole seconds: the digest's times and its key carry seconds only.
+        let end_ms = now.timestamp() * 1000;
+        let plan = DigestPlan { region, end_ms, fingerprint: key.fingerprint };
+        state.digest_plan = Some(plan.clone());
+        self.save(&trail.arn(), state).await?;
+        self.write_digest(trail, state, plan).await
+    }
+
+    async fn write_digest(
+        &self,
+        trail: &Trail,
+        state: &mut TrailDeliveryState,
+        plan: DigestPlan,
+    ) -> Result<(), DeliveryError> {
+        let chain = state.chains.get(&plan.region).cloned().unwrap_or(Chain {
+            window_start_ms: plan.end_ms,
+            previous: None,
+            files: Vec::new(),
+        });
+        let end = ms_to_time(plan.end_ms);
+        let key = digest_key(
+            trail.s3_key_prefix.as_deref(),
+            trail.account.as_str(),
+            &plan.region,
+            &trail.name,
+            trail.home_region.as_str(),
+            end,
+        );
+        let (newest, oldest) = time_bounds(chain.files.iter().map(|f| (&f.newest_event_time, &f.oldest_event_time)));
+        let previous = chain.previous.as_ref();
+        let document = DigestDocument {
+            aws_account_id: trail.account.as_str().to_owned(),
+            digest_start_time: format_time(ms_to_time(chain.window_start_ms)),
+            digest_end_time: format_time(end),
+            digest_s3_bucket: trail.s3_bucket_name.clone(),
+            digest_s3_object: key.clone(),
+            digest_public_key_fingerprint: plan.fingerprint.clone(),
+            digest_signature_algorithm: SIGNATURE_ALGORITHM.into(),
+            newest_event_time: newest,
+            oldest_event_time: oldest,
+            previous_digest_s3_bucket: previous.map(|p| p.bucket.clone()),
+            previous_digest_s3_object: previous.map(|p| p.key.clone()),
+            previous_digest_hash_value: previous.map(|p| p.sha256_hex.clone()),
+            previous_digest_hash_algorithm: previous.map(|_| HASH_ALGORITHM.to_owned()),
+            previous_digest_signature: previous.map(|p| p.signature_hex.clone()),
+            log_files: chain.files.clone(),
+        };
+        let keys = self.keys.clone();
+        let (home, fingerprint) = (trail.home_region.as_str().to_owned(), plan.fingerprint.clone());
+        let signing_key = blocking(move || keys.by_fingerprint(&home, &fingerprint)).await??;
+        let Some(signing_key) = signing_key else {
+            return Err(DeliveryError::MissingKey(plan.fingerprint.clone()));
+        };
+        let signed = sign_digest(&document, &signing_key.private_der)?;
+        let metadata = vec![
+            ("signature".to_owned(), signed.signature_hex.clone()),
+            ("signature-algorithm".to_owned(), SIGNATURE_ALGORITHM.to_owned()),
+        ];
+        let destination = self.destinations.destination(&trail.s3_bucket_name);
+        match destination.put_new(&key, Bytes::from(signed.gzipped.clone()), &metadata).await {
+            Ok(()) | Err(BucketError::AlreadyExists(_)) => {}
+            Err(error) => return Err(self.failed(trail, state, true, error.into()).await),
+        }
+        state.chains.insert(
+            plan.region.clone(),
+            Chain {
+                window_start_ms: plan.end_ms,
+                previous: Some(PreviousDigest {
+                    bucket: trail.s3_bucket_name.clone(),
+                    key,
+                    sha256_hex: signed.sha256_hex,
+                    signature_hex: signed.signature_hex,
+                }),
+                files: Vec::new(),
+            },
+        );
+        state.digest_plan = None;
+        state.status.latest_digest_ms = Some(plan.end_ms);
+        state.status.latest_digest_error = None;
+        self.save(&trail.arn(), state).await
+    }
+}
+
+fn group_keys(written: &[(String, String, crate::logfile::LogFile)]) -> BTreeMap<String, Vec<String>> {
+    let mut by_region = BTreeMap::<String, Vec<String>>::new();
+    for (region, key, _) in written {
+        by_region.entry(region.clone()).or_default().push(key.clone());
+    }
+    by_region
+}
