@@ -230,7 +230,7 @@ pub async fn validate(
                         (expected_end.or_else(|| digest_key_time(&key)), &older)
                     && let Some(older_end) = digest_key_time(older_key)
                     && !widest_window.is_zero()
-                    && missing_end - older_end > widest_window + widest_window / 2 + Duration::seconds(2)
+                    && missing_end - older_end > widest_window + widest_window / 2
                 {
                     // More than one digest's span is missing: at least two digests in a row.
                     report.findings.push(Finding::Invalid {

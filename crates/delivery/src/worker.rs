@@ -345,8 +345,10 @@ impl DeliveryWorker {
                 previous: None,
                 files: Vec::new(),
             });
+            // Whole seconds: the digest's times and its key carry seconds only.
+            let end_ms = now.timestamp() * 1000;
             for region in state.chains.keys().cloned().collect::<Vec<_>>() {
-                self.plan_and_write_digest(trail, &mut state, region, now).await?;
+                self.plan_and_write_digest(trail, &mut state, region, end_ms, now).await?;
             }
         } else if !session_ends {
             state.chains.entry(trail.home_region.as_str().to_owned()).or_insert_with(|| Chain {
@@ -354,15 +356,18 @@ impl DeliveryWorker {
                 previous: None,
                 files: Vec::new(),
             });
-            let interval = self.settings.digest_interval.as_millis() as i64;
+            // Digest windows end on a grid of the interval, so every full window has the same
+            // width (the validator relies on it to see several missing digests in a row).
+            let interval = (self.settings.digest_interval.as_millis() as i64).max(1000);
+            let end_ms = now.timestamp_millis() - now.timestamp_millis().rem_euclid(interval);
             let due: Vec<String> = state
                 .chains
                 .iter()
-                .filter(|(_, chain)| now.timestamp_millis() - chain.window_start_ms >= interval)
+                .filter(|(_, chain)| end_ms > chain.window_start_ms)
                 .map(|(region, _)| region.clone())
                 .collect();
             for region in due {
-                self.plan_and_write_digest(trail, &mut state, region, now).await?;
+                self.plan_and_write_digest(trail, &mut state, region, end_ms, now).await?;
             }
         }
 
@@ -443,13 +448,12 @@ impl DeliveryWorker {
         trail: &Trail,
         state: &mut TrailDeliveryState,
         region: String,
+        end_ms: i64,
         now: DateTime<Utc>,
     ) -> Result<(), DeliveryError> {
         let keys = self.keys.clone();
         let home = trail.home_region.as_str().to_owned();
         let key = blocking(move || keys.current(&home, now)).await??;
-        // Whole seconds: the digest's times and its key carry seconds only.
-        let end_ms = now.timestamp() * 1000;
         let plan = DigestPlan { region, end_ms, fingerprint: key.fingerprint };
         state.digest_plan = Some(plan.clone());
         self.save(&trail.arn(), state).await?;

@@ -41,6 +41,8 @@ pub struct TestServer {
     config_path: Option<PathBuf>,
     child: Option<Child>,
     pub endpoint: String,
+    /// Extra environment variables for the server process.
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -48,7 +50,20 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let config_path = data_dir.path().join("opentrail.toml");
         std::fs::write(&config_path, CONFIG).unwrap();
-        let mut server = Self { data_dir, config_path: Some(config_path), child: None, endpoint: String::new() };
+        let mut server =
+            Self { data_dir, config_path: Some(config_path), child: None, endpoint: String::new(), env: Vec::new() };
+        server.launch();
+        server
+    }
+
+    /// The test accounts plus `extra` TOML, with extra environment variables (such as the
+    /// delivery intervals).
+    pub fn start_with(extra: &str, env: &[(&str, &str)]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config_path = data_dir.path().join("opentrail.toml");
+        std::fs::write(&config_path, format!("{CONFIG}\n{extra}")).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = Self { data_dir, config_path: Some(config_path), child: None, endpoint: String::new(), env };
         server.launch();
         server
     }
@@ -56,7 +71,7 @@ impl TestServer {
     /// The README's quick start: no config, no credential variables.
     pub fn start_development() -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut server = Self { data_dir, config_path: None, child: None, endpoint: String::new() };
+        let mut server = Self { data_dir, config_path: None, child: None, endpoint: String::new(), env: Vec::new() };
         server.launch();
         server
     }
@@ -77,6 +92,7 @@ impl TestServer {
             .env_remove("OPENTRAIL_SECRET_ACCESS_KEY")
             .env_remove("OPENTRAIL_ACCOUNT_ID")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -132,6 +148,37 @@ fn client_config(server: &TestServer, key: (&str, &str), region: &str) -> aws_sd
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .retry_config(RetryConfig::disabled())
         .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(20)).build())
+}
+
+/// An S3 client for the server's S3 endpoint (path-style, as for any self-hosted S3).
+pub fn s3_client(endpoint: &str, key: (&str, &str)) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(key.0, key.1, None, None, "tests"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Every object key of a bucket, and the gunzipped `Records` of each CloudTrail log file.
+pub async fn log_records(s3: &aws_sdk_s3::Client, bucket: &str) -> (Vec<String>, Vec<serde_json::Value>) {
+    let mut keys = Vec::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+    }
+    let mut records = Vec::new();
+    for key in keys.iter().filter(|k| k.contains("/CloudTrail/")) {
+        let body = s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body.into_bytes()[..]).read_to_string(&mut text).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        records.extend(file["Records"].as_array().unwrap().iter().cloned());
+    }
+    (keys, records)
 }
 
 /// The AWS error type of a failed SDK call.
