@@ -17,6 +17,13 @@ if ! aws --version >/dev/null 2>&1; then
 fi
 export OPENTRAIL_REQUIRE_AWS_CLI=1
 
+# A real, separate S3-compatible server for the external-bucket delivery tests.
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+    echo "installing s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+fi
+export OPENTRAIL_REQUIRE_S3S_FS=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

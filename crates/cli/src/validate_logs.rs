@@ -68,15 +68,13 @@ impl ObjectSource for S3Source {
         let mut keys = Vec::new();
         let mut marker = marker.to_owned();
         loop {
-            let page = self
-                .0
-                .list_objects()
-                .bucket(bucket)
-                .prefix(prefix)
-                .marker(&marker)
-                .send()
-                .await
-                .map_err(|e| SourceError(format!("cannot list s3://{bucket}/{prefix}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))))?;
+            let page =
+                self.0.list_objects().bucket(bucket).prefix(prefix).marker(&marker).send().await.map_err(|e| {
+                    SourceError(format!(
+                        "cannot list s3://{bucket}/{prefix}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    ))
+                })?;
             let contents = page.contents();
             keys.extend(contents.iter().filter_map(|object| object.key().map(str::to_owned)));
             match (page.is_truncated(), keys.last()) {
@@ -130,7 +128,8 @@ pub async fn run(args: ValidateArgs) -> Result<bool> {
     let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(cloudtrail_config.build());
     // Self-hosted S3 endpoints want path-style addressing; AWS itself does not need it.
     let custom_s3 = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|name| std::env::var_os(name).is_some());
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(custom_s3).build());
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(custom_s3).build());
 
     let (bucket, prefix) = match &args.s3_bucket {
         Some(bucket) => (bucket.clone(), args.s3_prefix.clone()),
@@ -176,7 +175,12 @@ pub async fn run(args: ValidateArgs) -> Result<bool> {
         start,
         end,
     };
-    println!("Validating log files for trail {} between {} and {}\n", args.trail_arn, format_time(start), format_time(end));
+    println!(
+        "Validating log files for trail {} between {} and {}\n",
+        args.trail_arn,
+        format_time(start),
+        format_time(end)
+    );
     let report = validate(&S3Source(s3), &public_keys, &target).await?;
     for finding in &report.findings {
         let label = |kind: &FileKind| if *kind == FileKind::Digest { "Digest file" } else { "Log file" };

@@ -123,20 +123,48 @@ fn aws_cli_validates_delivered_files_and_both_validators_catch_tampering() {
     assert!(logs.iter().all(|k| log_key(k)), "{logs:?}");
     assert_eq!(records.iter().filter(|r| r["eventName"] == "DescribeTrails").count(), 5);
     let copied = server.data_dir.path().join("copied.json.gz");
-    assert!(run("aws", &server, &["s3", "cp", &format!("s3://{BUCKET}/{}", logs[0]), copied.to_str().unwrap()]).status.success());
+    assert!(
+        run("aws", &server, &["s3", "cp", &format!("s3://{BUCKET}/{}", logs[0]), copied.to_str().unwrap()])
+            .status
+            .success()
+    );
 
     let end = now_text(1);
     let aws_validate = |server: &TestServer| {
-        run("aws", server, &[
-            "--endpoint-url", &server.endpoint, "cloudtrail", "validate-logs", "--trail-arn", &arn,
-            "--start-time", &start, "--end-time", &end, "--verbose",
-        ])
+        run(
+            "aws",
+            server,
+            &[
+                "--endpoint-url",
+                &server.endpoint,
+                "cloudtrail",
+                "validate-logs",
+                "--trail-arn",
+                &arn,
+                "--start-time",
+                &start,
+                "--end-time",
+                &end,
+                "--verbose",
+            ],
+        )
     };
     let our_validate = |server: &TestServer| {
-        run(env!("CARGO_BIN_EXE_opentrail"), server, &[
-            "validate-logs", "--endpoint-url", &server.endpoint, "--trail-arn", &arn, "--start-time", &start,
-            "--end-time", &end,
-        ])
+        run(
+            env!("CARGO_BIN_EXE_opentrail"),
+            server,
+            &[
+                "validate-logs",
+                "--endpoint-url",
+                &server.endpoint,
+                "--trail-arn",
+                &arn,
+                "--start-time",
+                &start,
+                "--end-time",
+                &end,
+            ],
+        )
     };
     let text = |output: &Output| {
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
@@ -253,9 +281,16 @@ fn s3_endpoint_serves_the_sdk_and_records_data_events() {
         let head = s3.head_object().bucket("data-bucket").key("reports/q1.txt").send().await.unwrap();
         assert_eq!(head.metadata().unwrap()["team"], "audit");
         assert_eq!(head.content_length(), Some(10));
-        let range = s3.get_object().bucket("data-bucket").key("reports/q1.txt").range("bytes=2-5").send().await.unwrap();
+        let range =
+            s3.get_object().bucket("data-bucket").key("reports/q1.txt").range("bytes=2-5").send().await.unwrap();
         assert_eq!(&range.body.collect().await.unwrap().into_bytes()[..], b"2345");
-        s3.copy_object().bucket("data-bucket").key("copy.txt").copy_source("data-bucket/reports/q1.txt").send().await.unwrap();
+        s3.copy_object()
+            .bucket("data-bucket")
+            .key("copy.txt")
+            .copy_source("data-bucket/reports/q1.txt")
+            .send()
+            .await
+            .unwrap();
         let upload = s3.create_multipart_upload().bucket("data-bucket").key("big.bin").send().await.unwrap();
         let id = upload.upload_id().unwrap();
         let mut parts = Vec::new();
@@ -311,7 +346,9 @@ fn s3_endpoint_serves_the_sdk_and_records_data_events() {
         // Account B's denied read is B's event, not in A's trail; delivery's own writes are not
         // recorded at all (the log reads above are, being calls).
         assert!(records.iter().all(|r| r["recipientAccountId"] == ACCOUNT_A));
-        assert!(!records.iter().any(|r| r["eventName"] == "PutObject" && r["requestParameters"]["bucketName"] == BUCKET));
+        assert!(
+            !records.iter().any(|r| r["eventName"] == "PutObject" && r["requestParameters"]["bucketName"] == BUCKET)
+        );
         assert!(keys.iter().any(|k| k.contains("/CloudTrail/us-east-1/")));
     });
 }
@@ -467,9 +504,11 @@ fn every_selected_event_lands_in_exactly_one_file_across_sigkills() {
     let ids: HashSet<&str> = records.iter().map(|r| r["eventID"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), records.len(), "no event is in two log files");
     assert_eq!(described.len(), acknowledged, "every acknowledged call is delivered");
-    let output = run(env!("CARGO_BIN_EXE_opentrail"), &server, &[
-        "validate-logs", "--endpoint-url", &server.endpoint, "--trail-arn", &arn, "--start-time", &start,
-    ]);
+    let output = run(
+        env!("CARGO_BIN_EXE_opentrail"),
+        &server,
+        &["validate-logs", "--endpoint-url", &server.endpoint, "--trail-arn", &arn, "--start-time", &start],
+    );
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the digest chain validates end to end: {text}");
     eprintln!("{acknowledged} acknowledged calls over 20 SIGKILLs, each in exactly one log file\n{text}");

@@ -409,7 +409,7 @@ impl S3 for AuditedS3 {
             }
             // The folder may survive from a crash between the two steps of an earlier call.
             std::fs::create_dir_all(self.buckets.bucket_path(&bucket)).map_err(S3Error::internal_error)?;
-            Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() }))
+            Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) }))
         }
         .await;
         self.finish(call, result, 0).await
