@@ -108,14 +108,20 @@ async fn invalid_names_arns_and_parameters() {
     let error = ct
         .create_trail()
         .name("good-name")
-        .s3_bucket_name("b")
+        .s3_bucket_name("test-bucket")
         .s3_key_prefix("p".repeat(201))
         .send()
         .await
         .unwrap_err();
     assert_eq!(error_code(error), "InvalidS3PrefixException");
-    let error =
-        ct.create_trail().name("good-name").s3_bucket_name("b").is_organization_trail(true).send().await.unwrap_err();
+    let error = ct
+        .create_trail()
+        .name("good-name")
+        .s3_bucket_name("test-bucket")
+        .is_organization_trail(true)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(error), "OrganizationsNotInUseException");
     // Nothing above created a trail.
     assert!(ct.describe_trails().send().await.unwrap().trail_list().is_empty());
@@ -126,18 +132,18 @@ async fn trail_quota_per_region() {
     let server = TestServer::start();
     let ct = client(&server, ROOT_A, "us-east-1");
     for i in 0..5 {
-        ct.create_trail().name(format!("trail{i}")).s3_bucket_name("b").send().await.unwrap();
+        ct.create_trail().name(format!("trail{i}")).s3_bucket_name("test-bucket").send().await.unwrap();
     }
-    let error = ct.create_trail().name("trail5").s3_bucket_name("b").send().await.unwrap_err();
+    let error = ct.create_trail().name("trail5").s3_bucket_name("test-bucket").send().await.unwrap_err();
     assert_eq!(error_code(error), "MaximumNumberOfTrailsExceededException");
     // Another Region has its own quota.
     let west = client(&server, ROOT_A, "us-west-2");
-    west.create_trail().name("trail5").s3_bucket_name("b").send().await.unwrap();
+    west.create_trail().name("trail5").s3_bucket_name("test-bucket").send().await.unwrap();
     // A multi-Region trail would count in us-east-1 too, which is full.
     let error = west
         .create_trail()
         .name("everywhere")
-        .s3_bucket_name("b")
+        .s3_bucket_name("test-bucket")
         .is_multi_region_trail(true)
         .send()
         .await
@@ -150,8 +156,14 @@ async fn multi_region_trails_have_shadows() {
     let server = TestServer::start();
     let east = client(&server, ROOT_A, "us-east-1");
     let west = client(&server, ROOT_A, "eu-west-1");
-    let created =
-        east.create_trail().name("org-wide").s3_bucket_name("b").is_multi_region_trail(true).send().await.unwrap();
+    let created = east
+        .create_trail()
+        .name("org-wide")
+        .s3_bucket_name("test-bucket")
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .unwrap();
     let arn = created.trail_arn().unwrap();
 
     let shadows = west.describe_trails().send().await.unwrap();
@@ -168,11 +180,11 @@ async fn multi_region_trails_have_shadows() {
     let error = west.delete_trail().name("org-wide").send().await.unwrap_err();
     assert_eq!(error_code(error), "InvalidHomeRegionException");
     // The name is taken in every Region.
-    let error = west.create_trail().name("org-wide").s3_bucket_name("b").send().await.unwrap_err();
+    let error = west.create_trail().name("org-wide").s3_bucket_name("test-bucket").send().await.unwrap_err();
     assert_eq!(error_code(error), "TrailAlreadyExistsException");
 
     // A single-Region trail is reachable from another Region by ARN only.
-    let single = east.create_trail().name("local").s3_bucket_name("b").send().await.unwrap();
+    let single = east.create_trail().name("local").s3_bucket_name("test-bucket").send().await.unwrap();
     let error = west.get_trail().name("local").send().await.unwrap_err();
     assert_eq!(error_code(error), "TrailNotFoundException");
     west.get_trail().name(single.trail_arn().unwrap()).send().await.unwrap();
@@ -188,7 +200,8 @@ async fn list_trails_pages_through_every_region() {
     for region in regions {
         let ct = client(&server, ROOT_A, region);
         for i in 0..5 {
-            let out = ct.create_trail().name(format!("t-{region}-{i}")).s3_bucket_name("b").send().await.unwrap();
+            let out =
+                ct.create_trail().name(format!("t-{region}-{i}")).s3_bucket_name("test-bucket").send().await.unwrap();
             expected.push(out.trail_arn().unwrap().to_owned());
         }
     }
@@ -220,7 +233,7 @@ async fn list_trails_pages_through_every_region() {
 async fn event_selectors() {
     let server = TestServer::start();
     let ct = client(&server, ROOT_A, "us-east-1");
-    ct.create_trail().name("sel").s3_bucket_name("b").send().await.unwrap();
+    ct.create_trail().name("sel").s3_bucket_name("test-bucket").send().await.unwrap();
 
     let default = ct.get_event_selectors().trail_name("sel").send().await.unwrap();
     assert_eq!(default.event_selectors().len(), 1);
@@ -272,7 +285,7 @@ async fn event_selectors() {
 async fn insight_selectors() {
     let server = TestServer::start();
     let ct = client(&server, ROOT_A, "us-east-1");
-    ct.create_trail().name("ins").s3_bucket_name("b").send().await.unwrap();
+    ct.create_trail().name("ins").s3_bucket_name("test-bucket").send().await.unwrap();
     let error = ct.get_insight_selectors().trail_name("ins").send().await.unwrap_err();
     assert_eq!(error_code(error), "InsightNotEnabledException");
 
@@ -296,8 +309,14 @@ async fn insight_selectors() {
 async fn tags() {
     let server = TestServer::start();
     let ct = client(&server, ROOT_A, "us-east-1");
-    let created =
-        ct.create_trail().name("tagged").s3_bucket_name("b").tags_list(tag("team", "sec")).send().await.unwrap();
+    let created = ct
+        .create_trail()
+        .name("tagged")
+        .s3_bucket_name("test-bucket")
+        .tags_list(tag("team", "sec"))
+        .send()
+        .await
+        .unwrap();
     let arn = created.trail_arn().unwrap();
     ct.add_tags().resource_id(arn).tags_list(tag("env", "prod")).tags_list(tag("team", "audit")).send().await.unwrap();
     let listed = ct.list_tags().resource_id_list(arn).send().await.unwrap();
@@ -330,7 +349,7 @@ async fn lookup_events_finds_every_recorded_call() {
     let server = TestServer::start();
     let root = client(&server, ROOT_A, "us-east-1");
     let alice = client(&server, ALICE_A, "us-east-1");
-    let created = alice.create_trail().name("looked-up").s3_bucket_name("b").send().await.unwrap();
+    let created = alice.create_trail().name("looked-up").s3_bucket_name("test-bucket").send().await.unwrap();
     let arn = created.trail_arn().unwrap().to_owned();
     root.get_trail_status().name("looked-up").send().await.unwrap();
     let failed = root.get_trail().name("no-such-trail").send().await.unwrap_err();
@@ -504,7 +523,7 @@ async fn accounts_are_isolated() {
     let server = TestServer::start();
     let a = client(&server, ROOT_A, "us-east-1");
     let b = client(&server, ROOT_B, "us-east-1");
-    let created = a.create_trail().name("private").s3_bucket_name("b").send().await.unwrap();
+    let created = a.create_trail().name("private").s3_bucket_name("test-bucket").send().await.unwrap();
     let arn = created.trail_arn().unwrap();
 
     assert!(b.describe_trails().send().await.unwrap().trail_list().is_empty());
@@ -517,8 +536,11 @@ async fn accounts_are_isolated() {
     assert_eq!(error_code(error), "TrailNotFoundException");
     let error = b.list_tags().resource_id_list(arn).send().await.unwrap_err();
     assert_eq!(error_code(error), "ResourceNotFoundException");
-    // B may reuse the name: names are per account.
-    b.create_trail().name("private").s3_bucket_name("b").send().await.unwrap();
+    // B cannot deliver to A's bucket, but may reuse the trail name: names are per account.
+    let error = b.create_trail().name("private").s3_bucket_name("test-bucket").send().await.unwrap_err();
+    assert_eq!(error_code(error), "InsufficientS3BucketPolicyException");
+    s3_client(&server.endpoint, ROOT_B).create_bucket().bucket("b-logs").send().await.unwrap();
+    b.create_trail().name("private").s3_bucket_name("b-logs").send().await.unwrap();
 
     let a_events = a.lookup_events().send().await.unwrap();
     assert!(!a_events.events().is_empty());
@@ -542,11 +564,11 @@ async fn authentication_failures() {
     let error = unknown.list_trails().send().await.unwrap_err();
     assert_eq!(error_code(error), "UnrecognizedClientException");
     let wrong_secret = client(&server, (ROOT_A.0, "not-the-secret"), "us-east-1");
-    let error = wrong_secret.create_trail().name("x-trail").s3_bucket_name("b").send().await.unwrap_err();
+    let error = wrong_secret.create_trail().name("x-trail").s3_bucket_name("test-bucket").send().await.unwrap_err();
     assert_eq!(error_code(error), "InvalidSignatureException");
     let twenty_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(20 * 60);
     let stale = client_with_clock(&server, ROOT_A, twenty_minutes_ago);
-    let error = stale.create_trail().name("x-trail").s3_bucket_name("b").send().await.unwrap_err();
+    let error = stale.create_trail().name("x-trail").s3_bucket_name("test-bucket").send().await.unwrap_err();
     let message = aws_sdk_cloudtrail::error::ProvideErrorMetadata::message(&error).unwrap_or_default().to_owned();
     assert_eq!(error_code(error), "InvalidSignatureException");
     assert!(message.starts_with("Signature expired"), "{message}");
@@ -567,7 +589,7 @@ async fn authentication_failures() {
 async fn state_and_events_survive_a_kill() {
     let mut server = TestServer::start();
     let ct = client(&server, ROOT_A, "us-east-1");
-    ct.create_trail().name("durable").s3_bucket_name("b").send().await.unwrap();
+    ct.create_trail().name("durable").s3_bucket_name("test-bucket").send().await.unwrap();
     ct.start_logging().name("durable").send().await.unwrap();
     server.restart();
     let ct = client(&server, ROOT_A, "us-east-1");

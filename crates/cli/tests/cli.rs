@@ -16,7 +16,7 @@ fn opentrail() -> Command {
 async fn development_default_uses_test_credentials() {
     let server = TestServer::start_development();
     let ct = client(&server, ("test", "test"), "us-east-1");
-    let created = ct.create_trail().name("dev-trail").s3_bucket_name("b").send().await.unwrap();
+    let created = ct.create_trail().name("dev-trail").s3_bucket_name("test-bucket").send().await.unwrap();
     assert_eq!(created.trail_arn(), Some("arn:aws:cloudtrail:us-east-1:000000000000:trail/dev-trail"));
 }
 
@@ -63,7 +63,7 @@ async fn environment_credentials_define_one_account() {
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let ct = aws_sdk_cloudtrail::Client::from_conf(config);
-    let created = ct.create_trail().name("env-trail").s3_bucket_name("b").send().await;
+    let created = ct.create_trail().name("env-trail").s3_bucket_name("test-bucket").send().await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(created.unwrap().trail_arn(), Some("arn:aws:cloudtrail:us-east-1:333333333333:trail/env-trail"));
@@ -164,7 +164,7 @@ fn lookup(server: &TestServer, key: (&str, &str), args: &[&str]) -> std::process
 async fn lookup_command_prints_event_history() {
     let server = TestServer::start();
     let ct = client(&server, ALICE_A, "us-east-1");
-    ct.create_trail().name("seen-by-lookup").s3_bucket_name("b").send().await.unwrap();
+    ct.create_trail().name("seen-by-lookup").s3_bucket_name("test-bucket").send().await.unwrap();
     for _ in 0..3 {
         ct.get_trail_status().name("seen-by-lookup").send().await.unwrap();
     }
@@ -210,7 +210,7 @@ fn readme_flow_with_the_aws_cli() {
         assert!(output.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
     };
-    let created = aws(&["create-trail", "--name", "trail1", "--s3-bucket-name", "b"]);
+    let created = aws(&["create-trail", "--name", "trail1", "--s3-bucket-name", "test-bucket"]);
     assert_eq!(created["TrailARN"], "arn:aws:cloudtrail:us-east-1:000000000000:trail/trail1");
     assert_eq!(aws(&["describe-trails"])["trailList"][0]["Name"], "trail1");
     assert_eq!(aws(&["get-trail-status", "--name", "trail1"])["IsLogging"], false);

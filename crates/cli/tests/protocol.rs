@@ -30,7 +30,7 @@ fn both_target_forms_answer_with_aws_headers() {
 #[test]
 fn timestamps_are_epoch_numbers() {
     let server = TestServer::start();
-    call(&server, "CreateTrail", r#"{"Name":"t-num","S3BucketName":"b"}"#);
+    call(&server, "CreateTrail", r#"{"Name":"t-num","S3BucketName":"test-bucket"}"#);
     call(&server, "StartLogging", r#"{"Name":"t-num"}"#);
     let status = call(&server, "GetTrailStatus", r#"{"Name":"t-num"}"#);
     assert!(status.body["StartLoggingTime"].is_number(), "{:?}", status.body);
@@ -44,7 +44,7 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
     let cases: [(&str, &str, u16, &str); 8] = [
         ("CreateTrail", "{not json", 400, "SerializationException"),
         ("CreateTrail", "[1,2]", 400, "SerializationException"),
-        ("CreateTrail", r#"{"Name": 5, "S3BucketName": "b"}"#, 400, "SerializationException"),
+        ("CreateTrail", r#"{"Name": 5, "S3BucketName": "test-bucket"}"#, 400, "SerializationException"),
         ("CreateTrail", r#"{"Name": "t-x"}"#, 400, "ValidationException"),
         ("LookupEvents", r#"{"MaxResults": "ten"}"#, 400, "SerializationException"),
         ("NoSuchOperation", "{}", 400, "UnknownOperationException"),
@@ -104,8 +104,9 @@ fn a_tampered_body_is_rejected() {
     let server = TestServer::start();
     // Sign one body, send another: the payload hash is part of the signature.
     let target = Some("CloudTrail_20131101.CreateTrail");
-    let headers = signed_headers(&server, target, br#"{"Name":"t-ok","S3BucketName":"b"}"#, Some(Signing::now()));
-    let response = send(&server, &headers, br#"{"Name":"t-evil","S3BucketName":"b"}"#);
+    let headers =
+        signed_headers(&server, target, br#"{"Name":"t-ok","S3BucketName":"test-bucket"}"#, Some(Signing::now()));
+    let response = send(&server, &headers, br#"{"Name":"t-evil","S3BucketName":"test-bucket"}"#);
     assert_eq!(response.error_type(), "InvalidSignatureException");
     assert_eq!(call(&server, "DescribeTrails", "{}").body["trailList"], serde_json::json!([]));
 }

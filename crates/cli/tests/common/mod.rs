@@ -53,7 +53,25 @@ impl TestServer {
         let mut server =
             Self { data_dir, config_path: Some(config_path), child: None, endpoint: String::new(), env: Vec::new() };
         server.launch();
+        server.create_buckets(ROOT_A);
         server
+    }
+
+    /// Buckets the trail tests name, owned by `key`'s account (a thread of its own, so this
+    /// works from sync and async tests alike).
+    fn create_buckets(&self, key: (&'static str, &'static str)) {
+        let endpoint = self.endpoint.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let s3 = s3_client(&endpoint, key);
+                for bucket in ["test-bucket", "bucket", "bucket-1"] {
+                    s3.create_bucket().bucket(bucket).send().await.unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
     }
 
     /// The test accounts plus `extra` TOML, with extra environment variables (such as the
@@ -73,6 +91,7 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let mut server = Self { data_dir, config_path: None, child: None, endpoint: String::new(), env: Vec::new() };
         server.launch();
+        server.create_buckets(("test", "test"));
         server
     }
 
