@@ -63,7 +63,9 @@ async fn environment_credentials_define_one_account() {
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let ct = aws_sdk_cloudtrail::Client::from_conf(config);
-    let created = ct.create_trail().name("env-trail").s3_bucket_name("test-bucket").send().await;
+    let s3 = s3_client(&endpoint, ("AKIAENVIRONMENT00000", "env-secret"));
+    s3.create_bucket().bucket("env-bucket").send().await.unwrap();
+    let created = ct.create_trail().name("env-trail").s3_bucket_name("env-bucket").send().await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(created.unwrap().trail_arn(), Some("arn:aws:cloudtrail:us-east-1:333333333333:trail/env-trail"));
