@@ -173,8 +173,8 @@ impl LocalBuckets {
     }
 }
 
-/// S3's bucket naming rules (the ones that matter for a folder name): 3-63 characters of
-/// lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit.
+/// S3's bucket naming rules: 3-63 characters of lower-case letters, digits, `.` and `-`,
+/// starting and ending with a letter or digit, no `..`, not an IP address.
 pub fn valid_bucket_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=63).contains(&bytes.len())
@@ -182,6 +182,7 @@ pub fn valid_bucket_name(name: &str) -> bool {
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 /// A bucket of the local store.
@@ -317,7 +318,7 @@ mod tests {
         for good in ["abc", "my-logs.2026", "a1b"] {
             assert!(valid_bucket_name(good), "{good}");
         }
-        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "a/b", ".abc", &"a".repeat(64)] {
+        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "a/b", ".abc", "192.168.5.4", &"a".repeat(64)] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

@@ -12,6 +12,8 @@ use aws_sigv4::sign::v4;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::times::parse_time;
+
 pub struct LookupArgs {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
@@ -26,23 +28,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// `2026-11-25T10:00:00Z`, epoch seconds, or a time ago such as `90m`, `2h`, `7d`.
-fn parse_time(text: &str, now: DateTime<Utc>) -> Result<f64> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_millis() as f64 / 1000.0);
-    }
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Ok(seconds);
-    }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let amount: i64 = number.parse().with_context(|| format!("cannot read the time '{text}'"))?;
-    let ago = match unit {
-        "m" => chrono::Duration::minutes(amount),
-        "h" => chrono::Duration::hours(amount),
-        "d" => chrono::Duration::days(amount),
-        _ => bail!("cannot read the time '{text}': use RFC 3339, epoch seconds, or 30m / 2h / 7d"),
-    };
-    Ok((now - ago).timestamp_millis() as f64 / 1000.0)
+/// A command-line time as the epoch seconds LookupEvents takes.
+fn epoch_seconds(text: &str, now: DateTime<Utc>) -> Result<f64> {
+    Ok(parse_time(text, now)?.timestamp_millis() as f64 / 1000.0)
 }
 
 fn request_body(args: &LookupArgs, next_token: Option<&str>) -> Result<Value> {
@@ -57,10 +45,10 @@ fn request_body(args: &LookupArgs, next_token: Option<&str>) -> Result<Value> {
         body["LookupAttributes"] = json!(attributes);
     }
     if let Some(start) = &args.start_time {
-        body["StartTime"] = json!(parse_time(start, now)?);
+        body["StartTime"] = json!(epoch_seconds(start, now)?);
     }
     if let Some(end) = &args.end_time {
-        body["EndTime"] = json!(parse_time(end, now)?);
+        body["EndTime"] = json!(epoch_seconds(end, now)?);
     }
     if let Some(token) = next_token {
         body["NextToken"] = json!(token);
@@ -169,19 +157,4 @@ pub fn run(args: LookupArgs) -> Result<()> {
         writeln!(out, "{printed} events")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_read_three_ways() {
-        let now = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(parse_time("2026-11-25T10:00:00Z", now).unwrap(), parse_time("2h", now).unwrap());
-        assert_eq!(parse_time("90m", now).unwrap(), (now.timestamp() - 5400) as f64);
-        assert_eq!(parse_time("1700000000", now).unwrap(), 1_700_000_000.0);
-        assert!(parse_time("yesterday", now).is_err());
-        assert!(parse_time("5w", now).is_err());
-    }
 }

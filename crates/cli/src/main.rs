@@ -2,6 +2,7 @@
 
 mod lookup;
 mod put_events;
+mod times;
 mod validate_logs;
 
 use std::net::SocketAddr;
@@ -74,35 +75,7 @@ enum Command {
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
-    /// Check a trail's log files against its signed digests, like `aws cloudtrail
-    /// validate-logs` (same options and report); also catches consecutive deleted digests and
-    /// log files no digest lists. Exits 1 if anything is invalid.
-    ValidateLogs {
-        #[arg(long)]
-        trail_arn: String,
-        /// RFC 3339 or epoch seconds.
-        #[arg(long)]
-        start_time: String,
-        /// Default: now.
-        #[arg(long)]
-        end_time: Option<String>,
-        /// Read digests from this bucket instead of the trail's.
-        #[arg(long)]
-        s3_bucket: Option<String>,
-        #[arg(long)]
-        s3_prefix: Option<String>,
-        /// The account whose files to check (organization trails).
-        #[arg(long)]
-        account_id: Option<String>,
-        /// Also list valid files.
-        #[arg(long)]
-        verbose: bool,
-        /// CloudTrail endpoint (S3 follows AWS_ENDPOINT_URL_S3, as with the aws CLI).
-        #[arg(long)]
-        endpoint_url: Option<String>,
-        #[arg(long)]
-        region: Option<String>,
-    },
+    ValidateLogs(validate_logs::ValidateArgs),
 }
 
 fn main() -> Result<()> {
@@ -128,28 +101,7 @@ fn main() -> Result<()> {
         Command::PutEvents { file, data_dir, account, region } => {
             runtime.block_on(put_events::run(&file, &data_dir, account.as_deref(), &region))
         }
-        Command::ValidateLogs {
-            trail_arn,
-            start_time,
-            end_time,
-            s3_bucket,
-            s3_prefix,
-            account_id,
-            verbose,
-            endpoint_url,
-            region,
-        } => {
-            let args = validate_logs::ValidateArgs {
-                trail_arn,
-                start_time,
-                end_time,
-                s3_bucket,
-                s3_prefix,
-                account_id,
-                verbose,
-                endpoint_url,
-                region,
-            };
+        Command::ValidateLogs(args) => {
             if !runtime.block_on(validate_logs::run(args))? {
                 std::process::exit(1);
             }

@@ -11,41 +11,40 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudtrail::primitives::DateTime as AwsDateTime;
 use aws_smithy_http_client::tls;
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use opentrail_delivery::validate::{FileKind, Finding, ObjectSource, SourceError, ValidationTarget, validate};
 
+use crate::times::{format_time, parse_time};
+
+/// Check a trail's log files against its signed digests, like `aws cloudtrail validate-logs`
+/// (same options and report); also catches consecutive deleted digests and log files no digest
+/// lists. Exits 1 if anything is invalid.
+#[derive(clap::Args)]
 pub struct ValidateArgs {
+    #[arg(long)]
     pub trail_arn: String,
+    /// RFC 3339, epoch seconds, or a time ago (2h).
+    #[arg(long)]
     pub start_time: String,
+    /// Default: now.
+    #[arg(long)]
     pub end_time: Option<String>,
+    /// Read digests from this bucket instead of the trail's.
+    #[arg(long)]
     pub s3_bucket: Option<String>,
+    #[arg(long)]
     pub s3_prefix: Option<String>,
+    /// The account whose files to check (organization trails).
+    #[arg(long)]
     pub account_id: Option<String>,
+    /// Also list valid files.
+    #[arg(long)]
     pub verbose: bool,
+    /// CloudTrail endpoint (S3 follows AWS_ENDPOINT_URL_S3, as with the aws CLI).
+    #[arg(long)]
     pub endpoint_url: Option<String>,
+    #[arg(long)]
     pub region: Option<String>,
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    if let Ok(seconds) = text.parse::<i64>() {
-        return DateTime::from_timestamp(seconds, 0).context("time out of range");
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y%m%dT%H%M%SZ"] {
-        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(time.and_utc());
-        }
-    }
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
-    }
-    bail!("cannot read the time {text:?}: use RFC 3339 (2026-01-01T00:00:00Z) or epoch seconds")
-}
-
-fn format_time(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 async fn sdk_config(region: Option<String>) -> SdkConfig {
@@ -111,10 +110,11 @@ pub async fn run(args: ValidateArgs) -> Result<bool> {
         }
         _ => bail!("Invalid trail ARN provided: {}", args.trail_arn),
     };
-    let start = parse_time(&args.start_time)?;
+    let now = Utc::now();
+    let start = parse_time(&args.start_time, now)?;
     let end = match &args.end_time {
-        Some(text) => parse_time(text)?,
-        None => Utc::now(),
+        Some(text) => parse_time(text, now)?,
+        None => now,
     };
     if start > end {
         bail!("Invalid time range specified: start-time must occur before end-time");

@@ -87,6 +87,19 @@ async fn stop_and_wait_for_final_digest(server: &TestServer, s3: &aws_sdk_s3::Cl
     .await;
 }
 
+/// `validate-logs --endpoint-url ... --trail-arn ... --start-time ... [--end-time ...]`, the
+/// same for the aws CLI (after `cloudtrail`) and for `opentrail`.
+fn validate_arguments(server: &TestServer, arn: &str, start: &str, end: Option<&str>) -> Vec<String> {
+    let mut arguments: Vec<String> =
+        ["validate-logs", "--endpoint-url", &server.endpoint, "--trail-arn", arn, "--start-time", start]
+            .map(str::to_owned)
+            .to_vec();
+    if let Some(end) = end {
+        arguments.extend(["--end-time".to_owned(), end.to_owned()]);
+    }
+    arguments
+}
+
 fn digest_keys(keys: &[String]) -> Vec<String> {
     let mut digests: Vec<String> = keys.iter().filter(|k| k.contains("CloudTrail-Digest/")).cloned().collect();
     digests.sort();
@@ -130,41 +143,15 @@ fn aws_cli_validates_delivered_files_and_both_validators_catch_tampering() {
     );
 
     let end = now_text(1);
+    let arguments = validate_arguments(&server, &arn, &start, Some(&end));
     let aws_validate = |server: &TestServer| {
-        run(
-            "aws",
-            server,
-            &[
-                "--endpoint-url",
-                &server.endpoint,
-                "cloudtrail",
-                "validate-logs",
-                "--trail-arn",
-                &arn,
-                "--start-time",
-                &start,
-                "--end-time",
-                &end,
-                "--verbose",
-            ],
-        )
+        let mut args = vec!["cloudtrail"];
+        args.extend(arguments.iter().map(String::as_str));
+        args.push("--verbose");
+        run("aws", server, &args)
     };
     let our_validate = |server: &TestServer| {
-        run(
-            env!("CARGO_BIN_EXE_opentrail"),
-            server,
-            &[
-                "validate-logs",
-                "--endpoint-url",
-                &server.endpoint,
-                "--trail-arn",
-                &arn,
-                "--start-time",
-                &start,
-                "--end-time",
-                &end,
-            ],
-        )
+        run(env!("CARGO_BIN_EXE_opentrail"), server, &arguments.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let text = |output: &Output| {
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
@@ -504,11 +491,9 @@ fn every_selected_event_lands_in_exactly_one_file_across_sigkills() {
     let ids: HashSet<&str> = records.iter().map(|r| r["eventID"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), records.len(), "no event is in two log files");
     assert_eq!(described.len(), acknowledged, "every acknowledged call is delivered");
-    let output = run(
-        env!("CARGO_BIN_EXE_opentrail"),
-        &server,
-        &["validate-logs", "--endpoint-url", &server.endpoint, "--trail-arn", &arn, "--start-time", &start],
-    );
+    let arguments = validate_arguments(&server, &arn, &start, None);
+    let output =
+        run(env!("CARGO_BIN_EXE_opentrail"), &server, &arguments.iter().map(String::as_str).collect::<Vec<_>>());
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the digest chain validates end to end: {text}");
     eprintln!("{acknowledged} acknowledged calls over 20 SIGKILLs, each in exactly one log file\n{text}");

@@ -1,6 +1,5 @@
 //! Digest files: the hourly, signed, chained list of the log files a trail delivered.
 
-use chrono::{DateTime, Utc};
 use md5::Md5;
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
@@ -8,8 +7,6 @@ use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-
-use opentrail_model::record::format_event_time;
 
 pub const SIGNATURE_ALGORITHM: &str = "SHA256withRSA";
 pub const HASH_ALGORITHM: &str = "SHA-256";
@@ -84,10 +81,6 @@ pub fn time_bounds<'a>(
         }
     }
     (newest.cloned(), oldest.cloned())
-}
-
-pub fn format_time(time: DateTime<Utc>) -> String {
-    format_event_time(time)
 }
 
 /// The string CloudTrail signs: end time, `bucket/key`, hash of the uncompressed digest, and

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest as _, Sha256};
 
+use opentrail_model::record::format_event_time;
+
 use crate::digest::{DigestDocument, signing_string, verify_signature};
 use crate::layout::{digest_key, digest_key_time, region_folder};
 
@@ -246,8 +248,8 @@ pub async fn validate(
                         ),
                         reason: format!(
                             "not found: more digest files are missing between {} and {}",
-                            crate::digest::format_time(older_end),
-                            crate::digest::format_time(missing_end)
+                            format_event_time(older_end),
+                            format_event_time(missing_end)
                         ),
                     });
                 }
@@ -279,7 +281,7 @@ pub async fn validate(
                 let older = listed.pop();
                 if let Some(older_key) = &older {
                     report.findings.push(Finding::Gap {
-                        from: digest_key_time(older_key).map(crate::digest::format_time).unwrap_or_default(),
+                        from: digest_key_time(older_key).map(format_event_time).unwrap_or_default(),
                         to: document.digest_start_time.clone(),
                     });
                 }
@@ -288,7 +290,7 @@ pub async fn validate(
         };
     }
     if let (Some(oldest), Some(newest)) = (oldest_start, newest_end) {
-        report.found_range = Some((crate::digest::format_time(oldest), crate::digest::format_time(newest)));
+        report.found_range = Some((format_event_time(oldest), format_event_time(newest)));
         find_unlisted_logs(source, target, &referenced_logs, oldest, newest, widest_window, &mut report).await?;
     }
     Ok(report)

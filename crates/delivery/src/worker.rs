@@ -23,14 +23,12 @@ use opentrail_buckets::BucketError;
 use opentrail_control::ControlStore;
 use opentrail_journal::{Journal, Position};
 use opentrail_model::Trail;
-use opentrail_model::record::{RecordView, split_envelope};
+use opentrail_model::record::{RecordView, format_event_time, split_envelope};
 use opentrail_model::selectors::{advanced_selects, basic_selects};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::digest::{
-    DigestDocument, DigestLogFile, HASH_ALGORITHM, SIGNATURE_ALGORITHM, format_time, sign_digest, time_bounds,
-};
+use crate::digest::{DigestDocument, DigestLogFile, HASH_ALGORITHM, SIGNATURE_ALGORITHM, sign_digest, time_bounds};
 use crate::layout::{digest_key, log_file_key, unique_suffix};
 use crate::logfile::build_log_file;
 use crate::{DeliveryError, DeliverySettings, Destinations, SigningKeys, notify::Notifier};
@@ -169,23 +167,29 @@ fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> 
     }
 }
 
-/// The records in `[from, to)` that the trail selects, by Region, as (JSON bytes, event time).
+/// Selected records by Region, as (JSON bytes, event time).
 type SelectedRecords = BTreeMap<String, Vec<(Vec<u8>, Option<DateTime<Utc>>)>>;
 
+/// Reads the journal from `from` until `limit` or until about `budget` bytes are read, and
+/// returns what the trail selects there with the position reached. Planning passes the batch
+/// size as the budget; a retried plan passes its `to` as the limit and no budget, and so reads
+/// exactly the same range.
 fn select_range(
     journal: &dyn Journal,
     trail: &Trail,
     from: Position,
-    to: Position,
-) -> Result<SelectedRecords, DeliveryError> {
+    limit: Position,
+    budget: usize,
+) -> Result<(SelectedRecords, Position), DeliveryError> {
     let mut selected = SelectedRecords::new();
-    let mut position = from;
-    while position < to {
-        let batch = journal.read_from(position, 8 * 1024 * 1024)?;
+    let (mut position, mut read) = (from, 0usize);
+    while position < limit && read < budget {
+        let batch = journal.read_from(position, (budget - read).min(8 * 1024 * 1024))?;
         if batch.entries.is_empty() {
             return Err(DeliveryError::Journal(opentrail_journal::JournalError::NoSuchPosition(position)));
         }
-        for entry in batch.entries.iter().take_while(|entry| entry.position < to) {
+        for entry in batch.entries.iter().take_while(|entry| entry.position < limit) {
+            read += entry.payload.len();
             let Ok((account, region, json)) = split_envelope(&entry.payload) else { continue };
             let Ok(record) = serde_json::from_slice::<Value>(json) else { continue };
             if trail_selects(trail, account.as_str(), region.as_str(), &record) {
@@ -193,9 +197,9 @@ fn select_range(
                 selected.entry(region.as_str().to_owned()).or_default().push((json.to_vec(), time));
             }
         }
-        position = batch.next;
+        position = batch.next.min(limit);
     }
-    Ok(selected)
+    Ok((selected, position))
 }
 
 impl DeliveryWorker {
@@ -226,6 +230,8 @@ impl DeliveryWorker {
         let (trails, states) =
             blocking(move || Ok::<_, DeliveryError>((store.all_trails()?, store.consumer_states(CONSUMER_PREFIX)?)))
                 .await??;
+        let loaded: HashMap<&str, &str> =
+            states.iter().map(|(consumer, state)| (&consumer[CONSUMER_PREFIX.len()..], state.as_str())).collect();
         for trail in &trails {
             let arn = trail.arn();
             if let Some((retry_at, _)) = self.backoff.lock().expect("backoff lock").get(&arn)
@@ -233,7 +239,11 @@ impl DeliveryWorker {
             {
                 continue;
             }
-            match self.advance(trail, now).await {
+            let state = match loaded.get(arn.as_str()) {
+                Some(text) => Some(serde_json::from_str(text)?),
+                None => None,
+            };
+            match self.advance(trail, state, now).await {
                 Ok(()) => {
                     self.backoff.lock().expect("backoff lock").remove(&arn);
                 }
@@ -287,16 +297,18 @@ impl DeliveryWorker {
         error
     }
 
-    async fn advance(&self, trail: &Trail, now: DateTime<Utc>) -> Result<(), DeliveryError> {
+    /// Delivers what is due for one trail, starting from its stored state.
+    async fn advance(
+        &self,
+        trail: &Trail,
+        loaded: Option<TrailDeliveryState>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DeliveryError> {
         let Some(session_start) = trail.logging_started_at else { return Ok(()) };
         let arn = trail.arn();
-        let store = self.store.clone();
-        let loaded = {
-            let arn = arn.clone();
-            blocking(move || load_state(store.as_ref(), &arn)).await??
-        };
         let started_ms = trail.start_logging_time_ms.unwrap_or_else(|| now.timestamp_millis());
         let mut state = loaded
+            .clone()
             .unwrap_or_else(|| TrailDeliveryState::new_session(session_start, started_ms, DeliveryStatus::default()));
         if state.cursor < self.journal.start() {
             tracing::error!(trail = arn, cursor = state.cursor, "events expired before delivery");
@@ -305,7 +317,7 @@ impl DeliveryWorker {
 
         // Finish whatever a crash or a failure interrupted.
         if let Some(plan) = state.batch_plan.clone() {
-            self.write_batch(trail, &mut state, plan).await?;
+            self.write_batch(trail, &mut state, plan, None).await?;
         }
         if let Some(plan) = state.digest_plan.clone() {
             self.write_digest(trail, &mut state, plan).await?;
@@ -323,17 +335,17 @@ impl DeliveryWorker {
             if !(interval_elapsed || size_reached || session_ends) {
                 break;
             }
-            let journal = self.journal.clone();
-            let (from, max) = (state.cursor, self.settings.max_batch_bytes);
-            let next = blocking(move || journal.read_from(from, max).map(|batch| batch.next)).await??;
-            let to = next.min(bound);
+            let (journal, for_selection) = (self.journal.clone(), trail.clone());
+            let (from, budget) = (state.cursor, self.settings.max_batch_bytes);
+            let (selected, to) =
+                blocking(move || select_range(journal.as_ref(), &for_selection, from, bound, budget)).await??;
             if to <= from {
                 break;
             }
             let plan = BatchPlan { from, to, delivered_ms: now.timestamp_millis() };
             state.batch_plan = Some(plan.clone());
             self.save(&arn, &state).await?;
-            self.write_batch(trail, &mut state, plan).await?;
+            self.write_batch(trail, &mut state, plan, Some(selected)).await?;
         }
 
         if !trail.log_file_validation_enabled {
@@ -379,31 +391,49 @@ impl DeliveryWorker {
                 state.session_closed = true;
             }
         }
-        self.save(&arn, &state).await
+        // Most rounds find nothing due: write only what changed.
+        if loaded.as_ref() == Some(&state) { Ok(()) } else { self.save(&arn, &state).await }
     }
 
+    /// Writes a planned batch and commits it. `selected` is the planning read's result; a
+    /// retried plan reads its range again.
     async fn write_batch(
         &self,
         trail: &Trail,
         state: &mut TrailDeliveryState,
         plan: BatchPlan,
+        selected: Option<SelectedRecords>,
     ) -> Result<(), DeliveryError> {
-        let journal = self.journal.clone();
-        let for_selection = trail.clone();
-        let selected = blocking(move || select_range(journal.as_ref(), &for_selection, plan.from, plan.to)).await??;
+        let selected = match selected {
+            Some(selected) => selected,
+            None => {
+                let (journal, for_selection) = (self.journal.clone(), trail.clone());
+                blocking(move || select_range(journal.as_ref(), &for_selection, plan.from, plan.to, usize::MAX))
+                    .await??
+                    .0
+            }
+        };
         let destination = self.destinations.destination(&trail.s3_bucket_name);
         let delivered = ms_to_time(plan.delivered_ms);
         let arn = trail.arn();
-        let mut written = Vec::new();
+        let mut written: Vec<(String, DigestLogFile)> = Vec::new();
         for (region, records) in &selected {
             let file = build_log_file(records.iter().map(|(json, time)| (json.as_slice(), *time)));
             let unique = unique_suffix(&format!("{arn}|{region}|{}", plan.from));
             let key = log_file_key(trail.s3_key_prefix.as_deref(), trail.account.as_str(), region, delivered, &unique);
-            match destination.put_new(&key, Bytes::from(file.gzipped.clone()), &Vec::new()).await {
+            match destination.put_new(&key, Bytes::from(file.gzipped), &Vec::new()).await {
                 Ok(()) | Err(BucketError::AlreadyExists(_)) => {}
                 Err(error) => return Err(self.failed(trail, state, false, error.into()).await),
             }
-            written.push((region.clone(), key, file));
+            let entry = DigestLogFile {
+                s3_bucket: trail.s3_bucket_name.clone(),
+                s3_object: key,
+                hash_value: file.sha256_hex,
+                hash_algorithm: HASH_ALGORITHM.into(),
+                newest_event_time: file.newest_event_time.map(format_event_time),
+                oldest_event_time: file.oldest_event_time.map(format_event_time),
+            };
+            written.push((region.clone(), entry));
         }
         state.cursor = plan.to;
         state.batch_plan = None;
@@ -415,29 +445,24 @@ impl DeliveryWorker {
         state.status.latest_delivery_attempt_succeeded = Some(true);
         state.status.latest_delivery_error = None;
         if trail.log_file_validation_enabled {
-            for (region, key, file) in &written {
+            for (region, entry) in &written {
                 let window_start_ms = state.last_flush_ms;
                 let chain = state.chains.entry(region.clone()).or_insert_with(|| Chain {
                     window_start_ms,
                     previous: None,
                     files: Vec::new(),
                 });
-                chain.files.push(DigestLogFile {
-                    s3_bucket: trail.s3_bucket_name.clone(),
-                    s3_object: key.clone(),
-                    hash_value: file.sha256_hex.clone(),
-                    hash_algorithm: HASH_ALGORITHM.into(),
-                    newest_event_time: file.newest_event_time.map(format_time),
-                    oldest_event_time: file.oldest_event_time.map(format_time),
-                });
+                chain.files.push(entry.clone());
             }
         }
         self.save(&arn, state).await?;
-        if let Some(topic) = &trail.sns_topic_name
-            && !written.is_empty()
-        {
-            for (region, keys) in group_keys(&written) {
-                self.notifier.notify(&arn, topic, &region, trail.account.as_str(), &trail.s3_bucket_name, keys);
+        if let Some(topic) = &trail.sns_topic_name {
+            let mut keys_by_region = BTreeMap::<&str, Vec<String>>::new();
+            for (region, entry) in &written {
+                keys_by_region.entry(region).or_default().push(entry.s3_object.clone());
+            }
+            for (region, keys) in keys_by_region {
+                self.notifier.notify(&arn, topic, region, trail.account.as_str(), &trail.s3_bucket_name, keys);
             }
         }
         Ok(())
@@ -484,8 +509,8 @@ impl DeliveryWorker {
         let previous = chain.previous.as_ref();
         let document = DigestDocument {
             aws_account_id: trail.account.as_str().to_owned(),
-            digest_start_time: format_time(ms_to_time(chain.window_start_ms)),
-            digest_end_time: format_time(end),
+            digest_start_time: format_event_time(ms_to_time(chain.window_start_ms)),
+            digest_end_time: format_event_time(end),
             digest_s3_bucket: trail.s3_bucket_name.clone(),
             digest_s3_object: key.clone(),
             digest_public_key_fingerprint: plan.fingerprint.clone(),
@@ -533,12 +558,4 @@ impl DeliveryWorker {
         state.status.latest_digest_error = None;
         self.save(&trail.arn(), state).await
     }
-}
-
-fn group_keys(written: &[(String, String, crate::logfile::LogFile)]) -> BTreeMap<String, Vec<String>> {
-    let mut by_region = BTreeMap::<String, Vec<String>>::new();
-    for (region, key, _) in written {
-        by_region.entry(region.clone()).or_default().push(key.clone());
-    }
-    by_region
 }

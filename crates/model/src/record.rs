@@ -432,6 +432,9 @@ pub fn split_envelope(bytes: &[u8]) -> Result<(AccountId, Region, &[u8]), Record
     Ok((account, region, &rest[region_len..]))
 }
 
+/// The record format version OpenTrail writes.
+pub const EVENT_VERSION: &str = "1.11";
+
 /// Formats a time as a record's `eventTime`: `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_event_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%SZ").to_string()

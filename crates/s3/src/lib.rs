@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use opentrail_buckets::{FileSystem, LocalBuckets, valid_bucket_name};
 use opentrail_control::{BucketRecord, ControlStore};
-use opentrail_model::record::format_event_time;
+use opentrail_model::record::{EVENT_VERSION, format_event_time};
 use opentrail_model::{EventRecord, Principal, Region};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::*;
@@ -112,11 +112,21 @@ macro_rules! object_target {
         }
     )*};
 }
+macro_rules! object_upload_target {
+    ($($input:ty),*) => {$(
+        impl Target for $input {
+            fn bucket(&self) -> Option<&str> { Some(&self.bucket) }
+            fn key(&self) -> Option<&str> { Some(&self.key) }
+            fn bytes_in(&self) -> i64 { self.content_length.unwrap_or(0) }
+        }
+    )*};
+}
 macro_rules! no_bytes_out {
     ($($output:ty),*) => {$( impl Transferred for $output {} )*};
 }
 
 bucket_target!(
+    CreateBucketInput,
     DeleteBucketInput,
     HeadBucketInput,
     GetBucketLocationInput,
@@ -125,6 +135,7 @@ bucket_target!(
     DeleteObjectsInput
 );
 object_target!(
+    GetObjectInput,
     DeleteObjectInput,
     HeadObjectInput,
     CreateMultipartUploadInput,
@@ -133,6 +144,7 @@ object_target!(
     ListPartsInput,
     CopyObjectInput
 );
+object_upload_target!(PutObjectInput, UploadPartInput);
 no_bytes_out!(
     DeleteBucketOutput,
     HeadBucketOutput,
@@ -152,39 +164,6 @@ no_bytes_out!(
     ListBucketsOutput,
     GetBucketLocationOutput
 );
-
-impl Target for PutObjectInput {
-    fn bucket(&self) -> Option<&str> {
-        Some(&self.bucket)
-    }
-    fn key(&self) -> Option<&str> {
-        Some(&self.key)
-    }
-    fn bytes_in(&self) -> i64 {
-        self.content_length.unwrap_or(0)
-    }
-}
-
-impl Target for UploadPartInput {
-    fn bucket(&self) -> Option<&str> {
-        Some(&self.bucket)
-    }
-    fn key(&self) -> Option<&str> {
-        Some(&self.key)
-    }
-    fn bytes_in(&self) -> i64 {
-        self.content_length.unwrap_or(0)
-    }
-}
-
-impl Target for GetObjectInput {
-    fn bucket(&self) -> Option<&str> {
-        Some(&self.bucket)
-    }
-    fn key(&self) -> Option<&str> {
-        Some(&self.key)
-    }
-}
 
 impl Transferred for GetObjectOutput {
     fn bytes_out(&self) -> i64 {
@@ -310,7 +289,7 @@ fn build_s3_record(call: &Call, outcome: Result<(), (String, String)>, bytes_in:
         parameters.insert("key".into(), json!(key));
     }
     let mut record = Map::new();
-    record.insert("eventVersion".into(), json!("1.11"));
+    record.insert("eventVersion".into(), json!(EVENT_VERSION));
     record.insert("userIdentity".into(), call.principal.user_identity());
     record.insert("eventTime".into(), json!(format_event_time(Utc::now())));
     record.insert("eventSource".into(), json!("s3.amazonaws.com"));
@@ -355,12 +334,6 @@ fn build_s3_record(call: &Call, outcome: Result<(), (String, String)>, bytes_in:
     record.insert("eventCategory".into(), json!(if call.data_event { "Data" } else { "Management" }));
     EventRecord::new(call.principal.account.clone(), call.region.clone(), Value::Object(record))
         .expect("an S3 record has eventTime and eventName")
-}
-
-impl Target for CreateBucketInput {
-    fn bucket(&self) -> Option<&str> {
-        Some(&self.bucket)
-    }
 }
 
 impl Target for ListBucketsInput {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use opentrail_buckets::BucketError;
 use opentrail_control::ControlStore;
 use opentrail_delivery::{Destinations, Notifier, SigningKeys, load_state};
@@ -13,8 +13,8 @@ use opentrail_model::{AccountId, Region, Trail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::epoch_seconds;
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
+use crate::{epoch_seconds, iso_time};
 
 /// Delivery's parts, shared by the service and the delivery worker.
 pub struct DeliveryContext {
@@ -80,7 +80,7 @@ impl DeliveryContext {
             }
         };
         let epoch = |ms: Option<i64>| ms.map(|ms| json!(epoch_seconds(ms)));
-        let text = |ms: Option<i64>| ms.map(|ms| json!(iso(ms)));
+        let text = |ms: Option<i64>| ms.map(|ms| json!(iso_time(ms)));
         let flag = |succeeded: Option<bool>| succeeded.map(|s| json!(s.to_string()));
         if let Some(state) = load_state(store, &arn).map_err(ServiceError::internal)? {
             let status = state.status;
@@ -127,10 +127,6 @@ impl DeliveryContext {
             .collect();
         Ok(json!({ "PublicKeyList": list }))
     }
-}
-
-fn iso(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
 #[derive(Deserialize)]

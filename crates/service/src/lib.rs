@@ -39,8 +39,7 @@ use crate::delivery::DeliveryContext;
 pub use crate::error::{ErrorCode, ServiceError, ServiceResult};
 use crate::trails::TrailOps;
 
-/// The record format version OpenTrail writes.
-pub const EVENT_VERSION: &str = "1.11";
+pub use opentrail_model::record::EVENT_VERSION;
 const EVENT_SOURCE: &str = "cloudtrail.amazonaws.com";
 /// How long a lookup waits for the index to include everything already acknowledged.
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
@@ -166,6 +165,11 @@ pub struct OpenTrail {
 
 fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
+}
+
+/// The ISO form some status fields use (`2026-01-01T00:00:00Z`).
+fn iso_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(format_event_time).unwrap_or_default()
 }
 
 impl OpenTrail {

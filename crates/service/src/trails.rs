@@ -2,7 +2,7 @@
 //! selectors and tags. All state changes go through [`TrailOps::mutate`], which applies them
 //! atomically against the version of the account's trails they were decided on.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use opentrail_control::{AccountTrails, ControlStore, StoreError, TrailChange};
 use opentrail_model::selectors::{self, SelectorTarget};
 use opentrail_model::trail::validate_trail_name;
@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::delivery::DeliveryContext;
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
-use crate::{Caller, Resource, epoch_seconds, paging};
+use crate::{Caller, Resource, epoch_seconds, iso_time, paging};
 
 /// Trails per Region (multi-Region trails count in every Region).
 pub const MAX_TRAILS_PER_REGION: usize = 5;
@@ -181,18 +181,13 @@ fn sns_topic_arn(trail: &Trail, topic: &str) -> String {
     }
 }
 
-/// S3 bucket naming rules: up to 63 lower-case letters, digits, dots and hyphens, starting and
-/// ending with a letter or digit, not an IP address. (Shorter than 3 characters is accepted:
-/// OpenTrail's local buckets and older S3 regions allow it.)
+/// S3's bucket naming rules, the ones the bucket store itself enforces.
 fn validate_bucket_name(name: &str) -> ServiceResult<()> {
-    let bytes = name.as_bytes();
-    let valid = (1..=63).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && name.parse::<std::net::Ipv4Addr>().is_err();
-    if valid { Ok(()) } else { Err(err(ErrorCode::InvalidS3BucketName, format!("Bucket name is not valid: {name}"))) }
+    if opentrail_buckets::valid_bucket_name(name) {
+        Ok(())
+    } else {
+        Err(err(ErrorCode::InvalidS3BucketName, format!("Bucket name is not valid: {name}")))
+    }
 }
 
 fn validate_settings(settings: &Settings, caller: &Caller) -> ServiceResult<Settings> {
@@ -596,18 +591,13 @@ impl TrailOps<'_> {
         Self::note(self.resources, trail);
         let mut out = Map::new();
         out.insert("IsLogging".into(), json!(trail.is_logging));
-        let iso = |ms: i64| {
-            DateTime::<Utc>::from_timestamp_millis(ms)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                .unwrap_or_default()
-        };
         if let Some(ms) = trail.start_logging_time_ms {
             out.insert("StartLoggingTime".into(), json!(epoch_seconds(ms)));
-            out.insert("TimeLoggingStarted".into(), json!(iso(ms)));
+            out.insert("TimeLoggingStarted".into(), json!(iso_time(ms)));
         }
         if let Some(ms) = trail.stop_logging_time_ms {
             out.insert("StopLoggingTime".into(), json!(epoch_seconds(ms)));
-            out.insert("TimeLoggingStopped".into(), json!(iso(ms)));
+            out.insert("TimeLoggingStopped".into(), json!(iso_time(ms)));
         }
         self.delivery.add_status_fields(self.store, trail, &mut out)?;
         Ok(Value::Object(out))
