@@ -275,7 +275,9 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    /// Records a failed attempt in the status (best effort) and passes the error on.
+    /// Records a failed write in the status (best effort) and passes the error on. Any failed
+    /// write to the bucket is the trail's latest delivery error (log files wait behind a pending
+    /// digest); a digest's is also its latest digest error.
     async fn failed(
         &self,
         trail: &Trail,
@@ -283,14 +285,12 @@ impl DeliveryWorker {
         digest: bool,
         error: DeliveryError,
     ) -> DeliveryError {
-        let now = Utc::now().timestamp_millis();
         if digest {
             state.status.latest_digest_error = Some(error.to_string());
-        } else {
-            state.status.latest_delivery_error = Some(error.to_string());
-            state.status.latest_delivery_attempt_ms = Some(now);
-            state.status.latest_delivery_attempt_succeeded = Some(false);
         }
+        state.status.latest_delivery_error = Some(error.to_string());
+        state.status.latest_delivery_attempt_ms = Some(Utc::now().timestamp_millis());
+        state.status.latest_delivery_attempt_succeeded = Some(false);
         if let Err(save_error) = self.save(&trail.arn(), state).await {
             tracing::warn!(%save_error, "cannot record the delivery error");
         }
@@ -556,6 +556,11 @@ impl DeliveryWorker {
         state.digest_plan = None;
         state.status.latest_digest_ms = Some(plan.end_ms);
         state.status.latest_digest_error = None;
+        // The bucket takes writes again.
+        if state.status.latest_delivery_attempt_succeeded == Some(false) {
+            state.status.latest_delivery_error = None;
+            state.status.latest_delivery_attempt_succeeded = Some(true);
+        }
         self.save(&trail.arn(), state).await
     }
 }
