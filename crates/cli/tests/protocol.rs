@@ -48,7 +48,7 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
         ("CreateTrail", r#"{"Name": "t-x"}"#, 400, "ValidationException"),
         ("LookupEvents", r#"{"MaxResults": "ten"}"#, 400, "SerializationException"),
         ("NoSuchOperation", "{}", 400, "UnknownOperationException"),
-        ("ListPublicKeys", "{}", 400, "UnsupportedOperationException"),
+        ("ListInsightsData", "{}", 400, "UnsupportedOperationException"),
         ("CreateEventDataStore", r#"{"Name":"x"}"#, 400, "UnsupportedOperationException"),
     ];
     for (operation, body, status, error_type) in cases {
@@ -89,7 +89,7 @@ fn authentication_edge_cases() {
     let future = Signing { time: SystemTime::now() + Duration::from_secs(20 * 60), ..Signing::now() };
     assert_eq!(raw_call(&server, target, b"{}", Some(future)).error_type(), "InvalidSignatureException");
 
-    let wrong_service = Signing { service: "s3", ..Signing::now() };
+    let wrong_service = Signing { service: "dynamodb", ..Signing::now() };
     assert_eq!(raw_call(&server, target, b"{}", Some(wrong_service)).error_type(), "InvalidSignatureException");
 
     let unknown = Signing { key: ("AKIANOBODY0000000000", "x"), ..Signing::now() };
