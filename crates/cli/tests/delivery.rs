@@ -182,6 +182,15 @@ fn aws_cli_validates_delivered_files_and_both_validators_catch_tampering() {
         assert!(text(&output).contains("INVALID: hash value doesn't match"), "{}", text(&output));
     }
 
+    // A deleted log file.
+    runtime.block_on(async {
+        s3.delete_object().bucket(BUCKET).key(logs[0].as_str()).send().await.unwrap();
+    });
+    for output in [aws_validate(&server), our_validate(&server)] {
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains(&format!("{}\tINVALID: not found", logs[0])), "{}", text(&output));
+    }
+
     // A deleted digest, then two consecutive ones.
     let digests = digest_keys(&keys);
     runtime.block_on(async {
@@ -337,6 +346,87 @@ fn s3_endpoint_serves_the_sdk_and_records_data_events() {
             !records.iter().any(|r| r["eventName"] == "PutObject" && r["requestParameters"]["bucketName"] == BUCKET)
         );
         assert!(keys.iter().any(|k| k.contains("/CloudTrail/us-east-1/")));
+    });
+}
+
+/// A webhook that answers 200 and keeps each request's headers and body.
+fn start_webhook() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                head.push_str(&line.to_ascii_lowercase());
+            }
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+            if sender.send((head, String::from_utf8(body).unwrap())).is_err() {
+                return;
+            }
+        }
+    });
+    (url, receiver)
+}
+
+#[test]
+fn delivered_files_are_announced_to_the_trails_webhook() {
+    let (url, received) = start_webhook();
+    let config = format!("[[notification_targets]]\nname = \"ops\"\nurl = \"{url}\"\nsecret = \"hook-secret\"\n");
+    let server = TestServer::start_with(&config, &FAST);
+    let runtime = runtime();
+    let s3 = s3_client(&server.endpoint, ROOT_A);
+    runtime.block_on(async {
+        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+        let cloudtrail = client(&server, ROOT_A, "us-east-1");
+        let unknown =
+            cloudtrail.create_trail().name("delivered").s3_bucket_name(BUCKET).sns_topic_name("nobody").send().await;
+        assert_eq!(error_code(unknown.unwrap_err()), "InsufficientSnsTopicPolicyException");
+        let created =
+            cloudtrail.create_trail().name("delivered").s3_bucket_name(BUCKET).sns_topic_name("ops").send().await;
+        assert_eq!(created.unwrap().sns_topic_arn(), Some("arn:aws:sns:us-east-1:111111111111:ops"));
+        cloudtrail.start_logging().name("delivered").send().await.unwrap();
+    });
+    let (head, body) = received.recv_timeout(Duration::from_secs(30)).expect("a notification arrives");
+    let mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"hook-secret").unwrap();
+    let mut mac = mac;
+    hmac::Mac::update(&mut mac, body.as_bytes());
+    let expected = format!("x-opentrail-signature: sha256={}", hex::encode(hmac::Mac::finalize(mac).into_bytes()));
+    assert!(head.lines().any(|line| line.trim() == expected), "{head}");
+    let notification: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notification["Type"], "Notification");
+    assert_eq!(notification["TopicArn"], "arn:aws:sns:us-east-1:111111111111:ops");
+    let message: Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(message["s3Bucket"], BUCKET);
+    let keys = message["s3ObjectKey"].as_array().unwrap();
+    assert!(!keys.is_empty());
+    runtime.block_on(async {
+        for key in keys {
+            s3.head_object().bucket(BUCKET).key(key.as_str().unwrap()).send().await.expect("the announced file exists");
+        }
+        let cloudtrail = client(&server, ROOT_A, "us-east-1");
+        wait_until("the notification time in GetTrailStatus", Duration::from_secs(10), async || {
+            let status = cloudtrail.get_trail_status().name("delivered").send().await.unwrap();
+            status.latest_notification_time().is_some() && status.latest_notification_error().is_none()
+        })
+        .await;
     });
 }
 
