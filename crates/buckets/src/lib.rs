@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::{Attribute, Attributes, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
-use s3s::dto::{GetObjectInput, PutObjectInput, StreamingBlob};
+use s3s::dto::{PutObjectInput, StreamingBlob};
 use s3s::{S3, S3Request};
 use serde::Deserialize;
 
@@ -144,20 +144,6 @@ impl LocalBuckets {
             Err(error) => return Err(store_error(format!("{:?}: {}", error.code(), error.message().unwrap_or("")))),
         }
         self.sync().await
-    }
-
-    /// Reads a whole object, if it exists.
-    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, BucketError> {
-        let input =
-            GetObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().map_err(store_error)?;
-        let output = match self.file_system.get_object(internal_request(input)).await {
-            Ok(response) => response.output,
-            Err(error) if error.code() == &s3s::S3ErrorCode::NoSuchKey => return Ok(None),
-            Err(error) => return Err(store_error(format!("{:?}", error.code()))),
-        };
-        let Some(body) = output.body else { return Ok(Some(Bytes::new())) };
-        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(body).await.map_err(store_error)?;
-        Ok(Some(chunks.concat().into()))
     }
 
     /// Flushes the file system that holds the buckets (object, sidecar and folders at once).
@@ -294,7 +280,23 @@ impl Destination for RemoteDestination {
 
 #[cfg(test)]
 mod tests {
+    use s3s::dto::GetObjectInput;
+
     use super::*;
+
+    /// Reads a whole object back through the file system that serves it.
+    async fn get(buckets: &LocalBuckets, bucket: &str, key: &str) -> Result<Option<Bytes>, BucketError> {
+        let input =
+            GetObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().map_err(store_error)?;
+        let output = match buckets.file_system.get_object(internal_request(input)).await {
+            Ok(response) => response.output,
+            Err(error) if error.code() == &s3s::S3ErrorCode::NoSuchKey => return Ok(None),
+            Err(error) => return Err(store_error(format!("{:?}", error.code()))),
+        };
+        let Some(body) = output.body else { return Ok(Some(Bytes::new())) };
+        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(body).await.map_err(store_error)?;
+        Ok(Some(chunks.concat().into()))
+    }
 
     #[tokio::test]
     async fn local_objects_are_written_once_with_metadata() {
@@ -309,8 +311,8 @@ mod tests {
         destination.put_new("a/b.json.gz", Bytes::from_static(b"first"), &metadata).await.unwrap();
         let again = destination.put_new("a/b.json.gz", Bytes::from_static(b"second"), &metadata).await;
         assert!(matches!(again, Err(BucketError::AlreadyExists(_))), "{again:?}");
-        assert_eq!(buckets.get("logs", "a/b.json.gz").await.unwrap().unwrap(), Bytes::from_static(b"first"));
-        assert_eq!(buckets.get("logs", "a/missing").await.unwrap(), None);
+        assert_eq!(get(&buckets, "logs", "a/b.json.gz").await.unwrap().unwrap(), Bytes::from_static(b"first"));
+        assert_eq!(get(&buckets, "logs", "a/missing").await.unwrap(), None);
     }
 
     #[test]
