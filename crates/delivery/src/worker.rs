@@ -123,11 +123,17 @@ pub fn load_state(store: &dyn ControlStore, trail_arn: &str) -> Result<Option<Tr
     }
 }
 
-/// The lowest journal position a trail still has to deliver (journal retention keeps it).
+/// The lowest journal position a logging trail still has to deliver (journal retention keeps
+/// it).
 pub fn oldest_needed_position(store: &dyn ControlStore) -> Result<Option<Position>, DeliveryError> {
     let mut oldest = None::<Position>;
     for (_, text) in store.consumer_states(CONSUMER_PREFIX)? {
         let state: TrailDeliveryState = serde_json::from_str(&text)?;
+        // A stopped trail whose last events are delivered needs nothing more: its next session
+        // starts wherever logging starts again.
+        if state.session_closed {
+            continue;
+        }
         oldest = Some(oldest.map_or(state.cursor, |o| o.min(state.cursor)));
     }
     Ok(oldest)
@@ -562,5 +568,30 @@ impl DeliveryWorker {
             state.status.latest_delivery_attempt_succeeded = Some(true);
         }
         self.save(&trail.arn(), state).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentrail_control::SqliteStore;
+
+    use super::*;
+
+    #[test]
+    fn retention_keeps_what_logging_trails_still_deliver_only() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(oldest_needed_position(&store).unwrap(), None);
+        let mut logging = TrailDeliveryState::new_session(100, 0, DeliveryStatus::default());
+        logging.cursor = 500;
+        let mut stopped = TrailDeliveryState::new_session(10, 0, DeliveryStatus::default());
+        stopped.cursor = 50;
+        stopped.session_closed = true;
+        for (name, state) in [("delivery/a", &logging), ("delivery/b", &stopped)] {
+            store.save_consumer_state(name, Some(&serde_json::to_string(state).unwrap())).unwrap();
+        }
+        assert_eq!(oldest_needed_position(&store).unwrap(), Some(500));
+        stopped.session_closed = false;
+        store.save_consumer_state("delivery/b", Some(&serde_json::to_string(&stopped).unwrap())).unwrap();
+        assert_eq!(oldest_needed_position(&store).unwrap(), Some(50));
     }
 }
