@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
+use bytes::Bytes;
 use opentrail_model::{EventRecord, Principal, Region};
 use opentrail_s3::{AuditSink, AuditedS3, PrincipalDirectory, SourceIp};
 use opentrail_service::{CallInfo, Caller, ErrorCode, OpenTrail};
@@ -40,6 +41,7 @@ pub fn router(service: Arc<OpenTrail>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/", post(handle_json_call))
+        .route("/PutAuditEvents", post(handle_put_audit_events))
         .fallback(handle_unknown_route)
         .layer(axum::middleware::from_fn_with_state(s3, route_s3_requests))
         .with_state(service)
@@ -177,6 +179,57 @@ fn authenticate(service: &OpenTrail, parts: &Parts, body: &[u8], service_name: &
     Ok(Caller { principal: principal.clone(), region })
 }
 
+/// Most of an oversize body that is read (and dropped) before answering: a client still sending
+/// would otherwise see a broken pipe instead of the 413.
+const OVERSIZE_DRAIN_BYTES: usize = 16 * MAX_BODY_BYTES;
+
+/// The body if it fits in [`MAX_BODY_BYTES`]; `None` (after draining a bounded amount) if not.
+async fn read_limited_body(body: Body) -> Option<Bytes> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen > OVERSIZE_DRAIN_BYTES {
+            return None;
+        }
+        if seen <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&data);
+        }
+    }
+    (seen <= MAX_BODY_BYTES).then(|| Bytes::from(collected))
+}
+
+/// `cloudtrail-data` `PutAuditEvents` (REST-JSON, SigV4 service `cloudtrail-data`).
+async fn handle_put_audit_events(State(service): State<Arc<OpenTrail>>, request: Request<Body>) -> Response {
+    let request_id = new_request_id();
+    let (parts, body) = request.into_parts();
+    let Some(body) = read_limited_body(body).await else {
+        return protocol::error_of(
+            &request_id,
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
+        );
+    };
+    let caller = match authenticate(&service, &parts, &body, "cloudtrail-data") {
+        Ok(caller) => caller,
+        Err(error) => return auth_error_response(&request_id, &error),
+    };
+    let parameters: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|query| url::form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let parameter = |name: &str| parameters.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    match service.put_audit_events(&caller, parameter("channelArn"), parameter("externalId"), &body).await {
+        Ok(output) => protocol::success(&request_id, &output),
+        Err(error) => protocol::error(&request_id, &error),
+    }
+}
+
 async fn handle_json_call(
     State(service): State<Arc<OpenTrail>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -184,7 +237,7 @@ async fn handle_json_call(
 ) -> Response {
     let request_id = new_request_id();
     let (parts, body) = request.into_parts();
-    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+    let Some(body) = read_limited_body(body).await else {
         return protocol::error_of(
             &request_id,
             ErrorCode::RequestEntityTooLarge,

@@ -1,7 +1,9 @@
 //! `opentrail`: the server and its command-line tools.
 
+mod client;
 mod lookup;
 mod put_events;
+mod query;
 mod times;
 mod validate_logs;
 
@@ -76,6 +78,8 @@ enum Command {
         region: String,
     },
     ValidateLogs(validate_logs::ValidateArgs),
+    /// Run a CloudTrail Lake SQL query on a running OpenTrail and print the rows.
+    Query(query::QueryArgs),
 }
 
 fn main() -> Result<()> {
@@ -101,6 +105,7 @@ fn main() -> Result<()> {
         Command::PutEvents { file, data_dir, account, region } => {
             runtime.block_on(put_events::run(&file, &data_dir, account.as_deref(), &region))
         }
+        Command::Query(args) => query::run(args),
         Command::ValidateLogs(args) => {
             if !runtime.block_on(validate_logs::run(args))? {
                 std::process::exit(1);

@@ -49,7 +49,7 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
         ("LookupEvents", r#"{"MaxResults": "ten"}"#, 400, "SerializationException"),
         ("NoSuchOperation", "{}", 400, "UnknownOperationException"),
         ("ListInsightsData", "{}", 400, "UnsupportedOperationException"),
-        ("CreateEventDataStore", r#"{"Name":"x"}"#, 400, "UnsupportedOperationException"),
+        ("CreateEventDataStore", r#"{"Name":"x"}"#, 400, "InvalidParameterException"),
     ];
     for (operation, body, status, error_type) in cases {
         let response = call(&server, operation, body);

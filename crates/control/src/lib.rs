@@ -1,6 +1,7 @@
 //! Control-plane state: trails (with their selectors, tags and logging status) per account,
-//! bucket ownership, digest signing keys, and the durable state of journal consumers (trail
-//! delivery cursors and plans).
+//! bucket ownership, digest signing keys, the durable state of journal consumers (trail
+//! delivery and lake writer cursors and plans), and the Lake's event data stores, channels,
+//! imports and queries.
 //!
 //! The service reads an account's trails with a version number, decides, and writes its
 //! changes back conditioned on that version (optimistic concurrency). A conflicting writer
@@ -65,6 +66,49 @@ pub struct SigningKey {
     pub valid_to_ms: i64,
 }
 
+/// The kinds of Lake resources kept per account (queries have their own table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LakeKind {
+    EventDataStore,
+    Channel,
+    Import,
+}
+
+impl LakeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::EventDataStore => "event-data-store",
+            Self::Channel => "channel",
+            Self::Import => "import",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::EventDataStore, Self::Channel, Self::Import].into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One stored Lake resource: a JSON document the Lake defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeDocument {
+    pub kind: LakeKind,
+    pub id: String,
+    pub document: String,
+}
+
+/// An account's Lake resources as read, with the version to condition a write on.
+#[derive(Debug, Clone, Default)]
+pub struct AccountLake {
+    pub version: i64,
+    pub documents: Vec<LakeDocument>,
+}
+
+#[derive(Debug, Clone)]
+pub enum LakeChange {
+    Put(LakeDocument),
+    Delete { kind: LakeKind, id: String },
+}
+
 /// The control-plane repository seam: SQLite now, PostgreSQL for a cluster later.
 pub trait ControlStore: Send + Sync + 'static {
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError>;
@@ -88,6 +132,26 @@ pub trait ControlStore: Send + Sync + 'static {
     fn save_consumer_state(&self, consumer: &str, state: Option<&str>) -> Result<(), StoreError>;
     /// Every stored consumer whose name starts with `prefix`, with its state.
     fn consumer_states(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// An account's event data stores, channels and imports.
+    fn load_lake(&self, account: &AccountId) -> Result<AccountLake, StoreError>;
+    /// Every account's documents of one kind (for the Lake's workers).
+    fn all_lake_documents(&self, kind: LakeKind) -> Result<Vec<String>, StoreError>;
+    /// Applies all changes atomically if the account's Lake is still at `expected_version`.
+    fn apply_lake_changes(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[LakeChange],
+    ) -> Result<(), StoreError>;
+
+    /// Inserts or replaces a query's document.
+    fn put_query(&self, account: &AccountId, id: &str, created_ms: i64, document: &str) -> Result<(), StoreError>;
+    fn query(&self, account: &AccountId, id: &str) -> Result<Option<String>, StoreError>;
+    /// An account's queries created at or after `since_ms`, newest first.
+    fn list_queries(&self, account: &AccountId, since_ms: i64) -> Result<Vec<String>, StoreError>;
+    /// Forgets queries created before `before_ms`; returns their IDs.
+    fn expire_queries(&self, before_ms: i64) -> Result<Vec<String>, StoreError>;
 
     /// Applies all changes atomically if the account is still at `expected_version`.
     fn apply_trail_changes(
@@ -136,6 +200,24 @@ impl SqliteStore {
              CREATE TABLE IF NOT EXISTS consumer_states (
                  consumer TEXT PRIMARY KEY,
                  state TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS lake_versions (
+                 account_id TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS lake_resources (
+                 account_id TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 document TEXT NOT NULL,
+                 PRIMARY KEY (account_id, kind, id)
+             );
+             CREATE TABLE IF NOT EXISTS lake_queries (
+                 account_id TEXT NOT NULL,
+                 id TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 document TEXT NOT NULL,
+                 PRIMARY KEY (account_id, id)
              );",
         )?;
         Ok(Self { connection: Mutex::new(connection) })
@@ -260,6 +342,112 @@ impl ControlStore for SqliteStore {
             .query_map(params![prefix, prefix.len() as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn load_lake(&self, account: &AccountId) -> Result<AccountLake, StoreError> {
+        let connection = self.lock();
+        let version = connection
+            .query_row("SELECT version FROM lake_versions WHERE account_id = ?1", [account.as_str()], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let mut statement = connection
+            .prepare("SELECT kind, id, document FROM lake_resources WHERE account_id = ?1 ORDER BY kind, id")?;
+        let rows = statement
+            .query_map([account.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let documents = rows
+            .into_iter()
+            .filter_map(|(kind, id, document)| Some(LakeDocument { kind: LakeKind::parse(&kind)?, id, document }))
+            .collect();
+        Ok(AccountLake { version, documents })
+    }
+
+    fn all_lake_documents(&self, kind: LakeKind) -> Result<Vec<String>, StoreError> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare("SELECT document FROM lake_resources WHERE kind = ?1 ORDER BY account_id, id")?;
+        let rows = statement.query_map([kind.as_str()], |row| row.get(0))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn apply_lake_changes(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[LakeChange],
+    ) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = txn
+            .query_row("SELECT version FROM lake_versions WHERE account_id = ?1", [account.as_str()], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if current != expected_version {
+            return Err(StoreError::Conflict);
+        }
+        for change in changes {
+            match change {
+                LakeChange::Put(document) => txn.execute(
+                    "INSERT INTO lake_resources (account_id, kind, id, document) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (account_id, kind, id) DO UPDATE SET document = excluded.document",
+                    params![account.as_str(), document.kind.as_str(), document.id, document.document],
+                )?,
+                LakeChange::Delete { kind, id } => txn.execute(
+                    "DELETE FROM lake_resources WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                    params![account.as_str(), kind.as_str(), id],
+                )?,
+            };
+        }
+        txn.execute(
+            "INSERT INTO lake_versions (account_id, version) VALUES (?1, ?2)
+             ON CONFLICT (account_id) DO UPDATE SET version = excluded.version",
+            params![account.as_str(), current + 1],
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn put_query(&self, account: &AccountId, id: &str, created_ms: i64, document: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO lake_queries (account_id, id, created_ms, document) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account_id, id) DO UPDATE SET document = excluded.document",
+            params![account.as_str(), id, created_ms, document],
+        )?;
+        Ok(())
+    }
+
+    fn query(&self, account: &AccountId, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT document FROM lake_queries WHERE account_id = ?1 AND id = ?2",
+                params![account.as_str(), id],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    fn list_queries(&self, account: &AccountId, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT document FROM lake_queries WHERE account_id = ?1 AND created_ms >= ?2 ORDER BY created_ms DESC, id",
+        )?;
+        let rows = statement
+            .query_map(params![account.as_str(), since_ms], |row| row.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn expire_queries(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.lock();
+        let txn = connection.transaction()?;
+        let ids = {
+            let mut statement = txn.prepare("SELECT id FROM lake_queries WHERE created_ms < ?1")?;
+            statement.query_map([before_ms], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?
+        };
+        txn.execute("DELETE FROM lake_queries WHERE created_ms < ?1", [before_ms])?;
+        txn.commit()?;
+        Ok(ids)
     }
 
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError> {
@@ -413,6 +601,36 @@ mod tests {
         assert_eq!(store.consumer_states("delivery/").unwrap(), vec![("delivery/a".to_owned(), "2".to_owned())]);
         store.save_consumer_state("delivery/a", None).unwrap();
         assert_eq!(store.consumer_state("delivery/a").unwrap(), None);
+    }
+
+    #[test]
+    fn lake_changes_are_versioned_and_queries_expire() {
+        let store = SqliteStore::in_memory().unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let put = |id: &str| {
+            LakeChange::Put(LakeDocument {
+                kind: LakeKind::EventDataStore,
+                id: id.into(),
+                document: format!("{{\"id\":\"{id}\"}}"),
+            })
+        };
+        store.apply_lake_changes(&account, 0, &[put("a")]).unwrap();
+        assert!(matches!(store.apply_lake_changes(&account, 0, &[put("b")]), Err(StoreError::Conflict)));
+        let lake = store.load_lake(&account).unwrap();
+        assert_eq!((lake.version, lake.documents.len()), (1, 1));
+        assert_eq!(store.all_lake_documents(LakeKind::EventDataStore).unwrap().len(), 1);
+        assert!(store.all_lake_documents(LakeKind::Channel).unwrap().is_empty());
+        store
+            .apply_lake_changes(&account, 1, &[LakeChange::Delete { kind: LakeKind::EventDataStore, id: "a".into() }])
+            .unwrap();
+        assert!(store.load_lake(&account).unwrap().documents.is_empty());
+
+        store.put_query(&account, "q1", 1_000, "old").unwrap();
+        store.put_query(&account, "q2", 5_000, "new").unwrap();
+        store.put_query(&account, "q2", 5_000, "newer").unwrap();
+        assert_eq!(store.list_queries(&account, 0).unwrap(), vec!["newer".to_string(), "old".to_string()]);
+        assert_eq!(store.expire_queries(2_000).unwrap(), vec!["q1".to_string()]);
+        assert_eq!(store.query(&account, "q1").unwrap(), None);
     }
 
     #[test]

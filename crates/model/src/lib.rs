@@ -7,6 +7,7 @@
 
 pub mod arn;
 pub mod identity;
+pub mod lake;
 pub mod record;
 pub mod selectors;
 pub mod trail;

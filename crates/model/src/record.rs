@@ -79,12 +79,16 @@ pub struct EventRecord {
 const ENVELOPE_VERSION: u8 = 1;
 
 impl EventRecord {
-    /// Wraps a record, checking the fields every consumer relies on.
+    /// Wraps a record, checking the fields every consumer relies on. Events from outside AWS
+    /// (`ActivityAuditLog`) carry their name inside `eventData`.
     pub fn new(account: AccountId, region: Region, record: Value) -> Result<Self, RecordError> {
         let Value::Object(record) = record else { return Err(RecordError::NotAnObject) };
         let view = RecordView::from_map(&record);
         view.event_time().ok_or(RecordError::BadEventTime)?;
-        view.event_name().ok_or(RecordError::NoEventName)?;
+        let activity = view.event_category.get() == Some("ActivityAuditLog");
+        if !activity {
+            view.event_name().ok_or(RecordError::NoEventName)?;
+        }
         Ok(Self { account, region, record })
     }
 

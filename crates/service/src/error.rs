@@ -63,6 +63,35 @@ error_codes! {
     TrailAlreadyExists => "TrailAlreadyExistsException", 400;
     TrailNotFound => "TrailNotFoundException", 400;
     UnsupportedOperation => "UnsupportedOperationException", 400;
+    // CloudTrail Lake.
+    EventDataStoreAlreadyExists => "EventDataStoreAlreadyExistsException", 400;
+    EventDataStoreMaxLimitExceeded => "EventDataStoreMaxLimitExceededException", 400;
+    EventDataStoreNotFound => "EventDataStoreNotFoundException", 400;
+    EventDataStoreArnInvalid => "EventDataStoreARNInvalidException", 400;
+    EventDataStoreTerminationProtected => "EventDataStoreTerminationProtectedException", 400;
+    InactiveEventDataStore => "InactiveEventDataStoreException", 400;
+    InvalidEventDataStoreStatus => "InvalidEventDataStoreStatusException", 400;
+    InvalidEventDataStoreCategory => "InvalidEventDataStoreCategoryException", 400;
+    ChannelExistsForEds => "ChannelExistsForEDSException", 400;
+    InvalidQueryStatement => "InvalidQueryStatementException", 400;
+    MaxConcurrentQueries => "MaxConcurrentQueriesException", 400;
+    QueryIdNotFound => "QueryIdNotFoundException", 400;
+    InactiveQuery => "InactiveQueryException", 400;
+    InvalidDateRange => "InvalidDateRangeException", 400;
+    InvalidQueryStatus => "InvalidQueryStatusException", 400;
+    ChannelNotFound => "ChannelNotFoundException", 400;
+    ChannelAlreadyExists => "ChannelAlreadyExistsException", 400;
+    ChannelArnInvalid => "ChannelARNInvalidException", 400;
+    ChannelMaxLimitExceeded => "ChannelMaxLimitExceededException", 400;
+    InvalidSource => "InvalidSourceException", 400;
+    ResourceArnNotValid => "ResourceARNNotValidException", 400;
+    ResourcePolicyNotFound => "ResourcePolicyNotFoundException", 400;
+    ResourcePolicyNotValid => "ResourcePolicyNotValidException", 400;
+    // cloudtrail-data (its exception names carry no "Exception" suffix).
+    ChannelInsufficientPermission => "ChannelInsufficientPermission", 400;
+    ChannelNotFoundData => "ChannelNotFound", 400;
+    InvalidChannelArn => "InvalidChannelARN", 400;
+    DuplicatedAuditEventId => "DuplicatedAuditEventId", 400;
 }
 
 /// An error answered to a caller.

@@ -12,9 +12,11 @@
 //! - Every operation acts on the caller's account only: the account comes from the verified
 //!   access key, never from the request body.
 
+mod audit_events;
 pub mod config;
 mod delivery;
 pub mod error;
+mod lake;
 mod lookup;
 mod paging;
 mod trails;
@@ -25,10 +27,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use opentrail_buckets::{BucketError, LocalBuckets};
-use opentrail_control::{ControlStore, SqliteStore, StoreError};
+use opentrail_control::{ControlStore, LakeChange, LakeKind, SqliteStore, StoreError};
 use opentrail_delivery::{DeliveryWorker, Destinations, Notifier, SigningKeys};
 use opentrail_history::{HistoryError, HistoryIndex, run_indexer};
 use opentrail_journal::{Journal, JournalError, LocalJournal, LocalJournalOptions, Position};
+use opentrail_lake::{LakeWriter, ParquetLake, QueryEngine, QueryService};
 use opentrail_model::record::format_event_time;
 use opentrail_model::{EventRecord, Principal, Region};
 use serde::de::DeserializeOwned;
@@ -68,37 +71,16 @@ const IMPLEMENTED: [&str; 18] = [
 
 /// CloudTrail operations that exist in the API model but not (yet) in OpenTrail: they answer
 /// `UnsupportedOperationException`.
-const NOT_YET_IMPLEMENTED: [&str; 42] = [
+const NOT_YET_IMPLEMENTED: [&str; 21] = [
     "ListInsightsData",
     "ListInsightsMetricData",
-    "CreateEventDataStore",
-    "GetEventDataStore",
-    "ListEventDataStores",
-    "UpdateEventDataStore",
-    "DeleteEventDataStore",
-    "RestoreEventDataStore",
-    "StartEventDataStoreIngestion",
-    "StopEventDataStoreIngestion",
-    "StartQuery",
-    "DescribeQuery",
-    "GetQueryResults",
-    "ListQueries",
-    "CancelQuery",
     "GenerateQuery",
     "SearchSampleQueries",
-    "CreateChannel",
-    "GetChannel",
-    "ListChannels",
-    "UpdateChannel",
-    "DeleteChannel",
     "StartImport",
     "GetImport",
     "ListImports",
     "StopImport",
     "ListImportFailures",
-    "PutResourcePolicy",
-    "GetResourcePolicy",
-    "DeleteResourcePolicy",
     "CreateDashboard",
     "GetDashboard",
     "ListDashboards",
@@ -123,6 +105,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Buckets(#[from] BucketError),
+    #[error(transparent)]
+    Lake(#[from] opentrail_lake::LakeError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }
@@ -160,6 +144,9 @@ pub struct OpenTrail {
     buckets: Arc<LocalBuckets>,
     delivery: Arc<DeliveryContext>,
     worker: Arc<DeliveryWorker>,
+    lake_writer: Arc<LakeWriter>,
+    lake_tables: Arc<ParquetLake>,
+    queries: Arc<QueryService>,
     pub credentials: Credentials,
 }
 
@@ -205,7 +192,26 @@ impl OpenTrail {
             delivery.notifier.clone(),
             options.settings,
         ));
-        Ok(Arc::new(Self { journal, history, store, buckets, delivery, worker, credentials }))
+        let lake_tables = Arc::new(ParquetLake::local(data_dir.join("lake").join("tables"))?);
+        let lake_writer = Arc::new(LakeWriter::new(store.clone(), journal.clone(), lake_tables.clone()));
+        let queries = Arc::new(QueryService::new(
+            store.clone(),
+            Arc::new(QueryEngine::new(lake_tables.clone())),
+            data_dir.join("lake").join("results"),
+            lake::QUERY_TIMEOUT,
+        )?);
+        Ok(Arc::new(Self {
+            journal,
+            history,
+            store,
+            buckets,
+            delivery,
+            worker,
+            lake_writer,
+            lake_tables,
+            queries,
+            credentials,
+        }))
     }
 
     /// The control-plane store (bucket ownership for the S3 endpoint).
@@ -231,16 +237,30 @@ impl OpenTrail {
         &self.history
     }
 
+    /// The journal consumer that fills event data stores (its `round` runs one pass).
+    pub fn lake_writer(&self) -> &Arc<LakeWriter> {
+        &self.lake_writer
+    }
+
+    /// Lake queries (the CLI waits on them).
+    pub fn queries(&self) -> &Arc<QueryService> {
+        &self.queries
+    }
+
     /// Starts the journal consumers: the history indexer, trail delivery and retention. Needs a
     /// Tokio runtime.
     pub fn spawn_background_tasks(self: &Arc<Self>) {
         tokio::spawn(run_indexer(self.history.clone(), self.journal.clone()));
         tokio::spawn(self.worker.clone().run());
+        tokio::spawn(self.lake_writer.clone().run());
         let this = self.clone();
         tokio::spawn(async move {
             let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every_hour.tick().await;
+                if let Err(error) = this.apply_lake_retention().await {
+                    tracing::error!(%error, "Lake retention failed");
+                }
                 let worker = this.clone();
                 match tokio::task::spawn_blocking(move || worker.apply_retention()).await {
                     Ok(Ok(())) => {}
@@ -265,8 +285,49 @@ impl OpenTrail {
                 return Ok(());
             }
         }
+        match opentrail_lake::oldest_needed_position(self.store.as_ref()) {
+            Ok(Some(cursor)) => keep_from = keep_from.min(cursor),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot read the lake writer's cursor; keeping the journal");
+                return Ok(());
+            }
+        }
         let dropped = self.journal.drop_segments_before(keep_from, cutoff.into())?;
         tracing::info!(expired, dropped_segments = dropped, "retention applied");
+        Ok(())
+    }
+
+    /// Lake housekeeping: drops day partitions past each store's retention, purges stores whose
+    /// seven days of pending deletion are over, and forgets query results older than seven days.
+    pub async fn apply_lake_retention(&self) -> Result<(), opentrail_lake::LakeError> {
+        use opentrail_lake::LakeTables;
+        let now = Utc::now().timestamp_millis();
+        let store = self.store.clone();
+        let documents = tokio::task::spawn_blocking(move || store.all_lake_documents(LakeKind::EventDataStore))
+            .await
+            .map_err(|error| opentrail_lake::LakeError::Io {
+                path: "lake retention".into(),
+                source: std::io::Error::other(error),
+            })??;
+        for document in documents {
+            let event_store: opentrail_model::lake::EventDataStore = serde_json::from_str(&document)?;
+            if lake::pending_deletion_expired(&event_store, now) {
+                self.lake_tables.drop_store(&event_store.id).await?;
+                let lake = self.store.load_lake(&event_store.account)?;
+                let delete = LakeChange::Delete { kind: LakeKind::EventDataStore, id: event_store.id.clone() };
+                // A conflict means someone acted on the account meanwhile: the next round retries.
+                let _ = self.store.apply_lake_changes(&event_store.account, lake.version, &[delete]);
+                continue;
+            }
+            let first_kept = now - i64::from(event_store.retention_period_days) * 86_400_000;
+            let dropped =
+                self.lake_tables.drop_days_before(&event_store.id, &opentrail_lake::schema::day_of(first_kept)).await?;
+            if dropped > 0 {
+                tracing::info!(store = event_store.id, days = dropped, "Lake retention dropped day partitions");
+            }
+        }
+        self.queries.expire(now - opentrail_model::lake::QUERY_RESULT_DAYS * 86_400_000)?;
         Ok(())
     }
 
@@ -305,6 +366,9 @@ impl OpenTrail {
         if operation == "LookupEvents" {
             return (self.lookup_events(caller, input).await, Vec::new());
         }
+        if lake::OPERATIONS.contains(&operation) {
+            return self.dispatch_lake(caller, operation, input).await;
+        }
         if !IMPLEMENTED.contains(&operation) {
             let error = if NOT_YET_IMPLEMENTED.contains(&operation) {
                 ServiceError::new(
@@ -328,6 +392,26 @@ impl OpenTrail {
                 delivery: &this.delivery,
             };
             let outcome = run_trail_operation(&mut ops, &operation, input);
+            (outcome, resources)
+        })
+        .await;
+        joined.unwrap_or_else(|error| (Err(ServiceError::internal(error)), Vec::new()))
+    }
+
+    async fn dispatch_lake(&self, caller: &Caller, operation: &str, input: Value) -> (CallOutcome, Vec<Resource>) {
+        let (store, journal, queries) = (self.store.clone(), self.journal.clone(), self.queries.clone());
+        let caller = caller.clone();
+        let operation = operation.to_owned();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut resources = Vec::new();
+            let mut ops = lake::LakeOps {
+                store: store.as_ref(),
+                journal: journal.as_ref(),
+                queries: &queries,
+                caller: &caller,
+                resources: &mut resources,
+            };
+            let outcome = run_lake_operation(&mut ops, &operation, input);
             (outcome, resources)
         })
         .await;
@@ -380,6 +464,33 @@ fn run_trail_operation(ops: &mut TrailOps<'_>, operation: &str, input: Value) ->
     }
 }
 
+fn run_lake_operation(ops: &mut lake::LakeOps<'_>, operation: &str, input: Value) -> CallOutcome {
+    match operation {
+        "CreateEventDataStore" => ops.create_event_data_store(decode_input(input)?),
+        "GetEventDataStore" => ops.get_event_data_store(decode_input(input)?),
+        "ListEventDataStores" => ops.list_event_data_stores(decode_input(input)?),
+        "UpdateEventDataStore" => ops.update_event_data_store(decode_input(input)?),
+        "DeleteEventDataStore" => ops.delete_event_data_store(decode_input(input)?),
+        "RestoreEventDataStore" => ops.restore_event_data_store(decode_input(input)?),
+        "StartEventDataStoreIngestion" => ops.set_ingestion(decode_input(input)?, true),
+        "StopEventDataStoreIngestion" => ops.set_ingestion(decode_input(input)?, false),
+        "StartQuery" => ops.start_query(decode_input(input)?),
+        "DescribeQuery" => ops.describe_query(decode_input(input)?),
+        "GetQueryResults" => ops.get_query_results(decode_input(input)?),
+        "ListQueries" => ops.list_queries(decode_input(input)?),
+        "CancelQuery" => ops.cancel_query(decode_input(input)?),
+        "CreateChannel" => ops.create_channel(decode_input(input)?),
+        "GetChannel" => ops.get_channel(decode_input(input)?),
+        "ListChannels" => ops.list_channels(decode_input(input)?),
+        "UpdateChannel" => ops.update_channel(decode_input(input)?),
+        "DeleteChannel" => ops.delete_channel(decode_input(input)?),
+        "PutResourcePolicy" => ops.put_resource_policy(decode_input(input)?),
+        "GetResourcePolicy" => ops.get_resource_policy(decode_input(input)?),
+        "DeleteResourcePolicy" => ops.delete_resource_policy(decode_input(input)?),
+        other => Err(ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}."))),
+    }
+}
+
 /// Decodes and validates a request as the server would before running it: the body, then the
 /// operation's typed input. Pure (no state is touched); the fuzz target drives it.
 pub fn decode_request(operation: &str, body: &[u8]) -> ServiceResult<()> {
@@ -398,6 +509,7 @@ pub fn decode_request(operation: &str, body: &[u8]) -> ServiceResult<()> {
         "AddTags" | "RemoveTags" => decode_input::<trails::TagsInput>(input).map(drop),
         "ListTags" => decode_input::<trails::ListTagsInput>(input).map(drop),
         "ListPublicKeys" => decode_input::<delivery::ListPublicKeysInput>(input).map(drop),
+        lake_operation if lake::OPERATIONS.contains(&lake_operation) => lake::decode(lake_operation, input),
         "LookupEvents" => {
             let input: lookup::LookupEventsInput = decode_input(input)?;
             let caller = Caller {
@@ -595,9 +707,9 @@ mod tests {
 
     #[test]
     fn every_model_operation_is_classified_once() {
-        assert_eq!(IMPLEMENTED.len() + NOT_YET_IMPLEMENTED.len(), 60);
-        for operation in IMPLEMENTED {
-            assert!(!NOT_YET_IMPLEMENTED.contains(&operation));
+        assert_eq!(IMPLEMENTED.len() + lake::OPERATIONS.len() + NOT_YET_IMPLEMENTED.len(), 60);
+        for operation in IMPLEMENTED.iter().chain(&lake::OPERATIONS) {
+            assert!(!NOT_YET_IMPLEMENTED.contains(operation));
         }
     }
 }

@@ -245,7 +245,7 @@ fn validate_settings(settings: &Settings, caller: &Caller) -> ServiceResult<Sett
     })
 }
 
-fn validate_tags(tags: &[Tag]) -> ServiceResult<()> {
+pub(crate) fn validate_tags(tags: &[Tag]) -> ServiceResult<()> {
     let mut keys = std::collections::HashSet::new();
     for tag in tags {
         if tag.key.is_empty() || tag.key.chars().count() > 128 || tag.key.starts_with("aws:") {

@@ -1,0 +1,189 @@
+//! Runs bridged statements on DataFusion over the lake's tables and turns the answer into
+//! CloudTrail Lake's shape: every value a string (timestamps `YYYY-MM-DD HH:MM:SS.mmm`, maps
+//! and structs as Trino prints them), plus the scan statistics `DescribeQuery` reports.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::sql::parser::Statement as DFStatement;
+use opentrail_model::lake::{QueryStatistics, StoreCategory};
+use url::Url;
+
+use crate::schema::{canonical_name, schema_for};
+use crate::sql::BridgedQuery;
+use crate::tables::{LAKE_URL, LakeTables, ParquetLake};
+use crate::{LakeError, functions};
+
+/// A query's answer: column names and rows of optional strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub statistics: QueryStatistics,
+}
+
+pub struct QueryEngine {
+    tables: Arc<ParquetLake>,
+    target_partitions: usize,
+}
+
+/// A planned query: planning errors (unknown columns, type errors) surface at `StartQuery`.
+pub struct PlannedQuery {
+    context: SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    column_names: Option<Vec<String>>,
+}
+
+impl QueryEngine {
+    pub fn new(tables: Arc<ParquetLake>) -> Self {
+        let target_partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { tables, target_partitions }
+    }
+
+    fn context(&self) -> SessionContext {
+        let mut config = SessionConfig::new().with_target_partitions(self.target_partitions);
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let context = SessionContext::new_with_config(config);
+        functions::register(&context);
+        let url = Url::parse(LAKE_URL).expect("constant URL");
+        context.register_object_store(&url, self.tables.object_store());
+        context
+    }
+
+    /// Plans a bridged statement over the given stores (ID and category each).
+    pub async fn plan(
+        &self,
+        query: &BridgedQuery,
+        stores: &[(String, StoreCategory)],
+    ) -> Result<PlannedQuery, DataFusionError> {
+        let context = self.context();
+        for (id, category) in stores {
+            let table = self.tables.clone().table(id, schema_for(*category));
+            context.register_table(id.as_str(), table)?;
+        }
+        let statement = DFStatement::Statement(Box::new(query.statement.clone()));
+        let plan = context.state().statement_to_plan(statement).await?;
+        Ok(PlannedQuery { context, plan, column_names: query.column_names.clone() })
+    }
+
+    /// Runs a planned query to completion.
+    pub async fn execute(&self, planned: PlannedQuery) -> Result<QueryOutput, LakeError> {
+        let started = Instant::now();
+        let frame = planned.context.execute_logical_plan(planned.plan).await?;
+        let physical = frame.create_physical_plan().await?;
+        let batches = collect(physical.clone(), planned.context.task_ctx()).await?;
+        let schema = physical.schema();
+        let columns = match planned.column_names {
+            Some(names) if names.len() == schema.fields().len() => names,
+            _ => schema.fields().iter().map(|field| canonical_name(field.name()).to_string()).collect(),
+        };
+        let rows = rows_of(&batches)?;
+        let mut statistics = scan_statistics(physical.as_ref());
+        statistics.results_count = rows.len() as u64;
+        statistics.execution_time_ms = started.elapsed().as_millis() as u64;
+        Ok(QueryOutput { columns, rows, statistics })
+    }
+}
+
+/// Events scanned and matched and bytes read, from the scans' metrics: a scan's output rows are
+/// the events scanned; those that pass a filter right above it are the events matched.
+fn scan_statistics(plan: &dyn ExecutionPlan) -> QueryStatistics {
+    fn walk(plan: &dyn ExecutionPlan, statistics: &mut QueryStatistics) {
+        let is_scan = |p: &dyn ExecutionPlan| p.name() == "DataSourceExec";
+        if is_scan(plan) {
+            let metrics = plan.metrics().unwrap_or_default();
+            let rows = metrics.output_rows().unwrap_or_default() as u64;
+            statistics.events_scanned += rows;
+            statistics.events_matched += rows;
+            statistics.bytes_scanned += metrics.sum_by_name("bytes_scanned").map_or(0, |v| v.as_usize() as u64);
+            return;
+        }
+        if plan.name() == "FilterExec"
+            && let [child] = plan.children().as_slice()
+            && is_scan(child.as_ref())
+        {
+            let before = statistics.events_matched;
+            walk(child.as_ref(), statistics);
+            let scanned_here = statistics.events_matched - before;
+            let passed = plan.metrics().and_then(|m| m.output_rows()).unwrap_or(scanned_here as usize) as u64;
+            statistics.events_matched = before + passed.min(scanned_here);
+            return;
+        }
+        for child in plan.children() {
+            walk(child.as_ref(), statistics);
+        }
+    }
+    let mut statistics = QueryStatistics::default();
+    walk(plan, &mut statistics);
+    statistics
+}
+
+fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>, LakeError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values =
+                batch.columns().iter().map(|column| format_value(column.as_ref(), row)).collect::<Result<_, _>>()?;
+            rows.push(values);
+        }
+    }
+    Ok(rows)
+}
+
+/// One value as CloudTrail Lake prints it; `None` for SQL NULL.
+pub fn format_value(array: &dyn Array, row: usize) -> Result<Option<String>, LakeError> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let text = match array.data_type() {
+        DataType::Timestamp(..) => {
+            let millis = datafusion::arrow::compute::cast(
+                &array.slice(row, 1),
+                &DataType::Timestamp(TimeUnit::Millisecond, None),
+            )?;
+            let millis = millis.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>().value(0);
+            chrono::DateTime::from_timestamp_millis(millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default()
+        }
+        DataType::Struct(fields) => {
+            let structure = array.as_any().downcast_ref::<StructArray>().expect("struct type");
+            let mut parts = Vec::with_capacity(fields.len());
+            for (field, column) in fields.iter().zip(structure.columns()) {
+                let value = format_value(column.as_ref(), row)?.unwrap_or_else(|| "null".into());
+                parts.push(format!("{}={value}", field.name()));
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        DataType::Map(..) => {
+            let map = array.as_any().downcast_ref::<MapArray>().expect("map type");
+            let entries = map.value(row);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let mut parts = Vec::with_capacity(entries.len());
+            for index in 0..entries.len() {
+                let key = format_value(keys.as_ref(), index)?.unwrap_or_default();
+                let value = format_value(values.as_ref(), index)?.unwrap_or_else(|| "null".into());
+                parts.push(format!("{key}={value}"));
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        DataType::List(_) => {
+            let list = array.as_list::<i32>().value(row);
+            let mut parts = Vec::with_capacity(list.len());
+            for index in 0..list.len() {
+                parts.push(format_value(list.as_ref(), index)?.unwrap_or_else(|| "null".into()));
+            }
+            format!("[{}]", parts.join(", "))
+        }
+        _ => ArrayFormatter::try_new(array, &FormatOptions::default())?.value(row).to_string(),
+    };
+    Ok(Some(text))
+}

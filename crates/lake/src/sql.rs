@@ -1,0 +1,330 @@
+//! The dialect bridge: CloudTrail Lake's Trino-flavoured SQL in, a statement DataFusion plans
+//! out, plus what the answer needs from the original text.
+//!
+//! - Only one `SELECT` statement (with `WITH`, set operations, joins, subqueries) is accepted;
+//!   anything that could change data is refused before any planning.
+//! - Tables are event data stores named by ID (or quoted ARN); each is resolved against the
+//!   caller's own stores, so another account's store is simply not found.
+//! - Trino resolves identifiers case-insensitively, quoted or not: every identifier is lower
+//!   cased to match the lower-case schema (string literals are untouched).
+//! - Result columns get Trino's names: the alias or column as written, the last part of a
+//!   struct path (`userIdentity.principalid` -> `principalid`), `_colN` for other expressions.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Visit, Visitor, visit_relations_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BridgeError {
+    /// `InvalidQueryStatementException`.
+    #[error("{0}")]
+    InvalidStatement(String),
+    /// `EventDataStoreNotFoundException`: the named table is none of the caller's stores.
+    #[error("{0}")]
+    UnknownTable(String),
+}
+
+/// A statement ready for DataFusion.
+#[derive(Debug, Clone)]
+pub struct BridgedQuery {
+    pub statement: Statement,
+    /// The event data stores the statement reads (IDs, each once, in order of appearance).
+    pub store_ids: Vec<String>,
+    /// Result column names as Trino gives them; `None` when the select list has a `*` (the
+    /// engine's names are used, spelled canonically).
+    pub column_names: Option<Vec<String>>,
+}
+
+fn invalid(message: impl Into<String>) -> BridgeError {
+    BridgeError::InvalidStatement(message.into())
+}
+
+/// Lower-cases every identifier token, quoted or not; leaves literals and comments alone.
+fn lowercase_identifiers(sql: &str) -> Result<String, BridgeError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|error| invalid(format!("Query statement is not valid SQL: {error}")))?;
+    Ok(tokens
+        .into_iter()
+        .map(|token| match token {
+            Token::Word(mut word) => {
+                word.value = word.value.to_lowercase();
+                Token::Word(word).to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect())
+}
+
+fn is_uuid_at(bytes: &[u8], start: usize) -> bool {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    let mut position = start;
+    for (index, length) in GROUPS.iter().enumerate() {
+        for _ in 0..*length {
+            if !bytes.get(position).is_some_and(u8::is_ascii_hexdigit) {
+                return false;
+            }
+            position += 1;
+        }
+        if index < GROUPS.len() - 1 {
+            if bytes.get(position) != Some(&b'-') {
+                return false;
+            }
+            position += 1;
+        }
+    }
+    !bytes.get(position).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+/// Event data store IDs are written bare (`FROM 0b2c0d4e-...`), which no SQL tokenizer reads as
+/// one name: quote every bare UUID outside literals, quoted names and comments.
+fn quote_bare_ids(sql: &str) -> String {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut index = 0;
+    let mut copied = 0;
+    while index < bytes.len() {
+        let rest = &bytes[index..];
+        let skip_to = match bytes[index] {
+            quote @ (b'\'' | b'"' | b'`') => {
+                let close = rest[1..].iter().position(|b| *b == quote).map_or(bytes.len(), |p| index + p + 2);
+                Some(close)
+            }
+            b'-' if rest.starts_with(b"--") => {
+                Some(rest.iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| index + p))
+            }
+            b'/' if rest.starts_with(b"/*") => {
+                Some(rest.windows(2).position(|w| w == b"*/").map_or(bytes.len(), |p| index + p + 2))
+            }
+            _ => None,
+        };
+        if let Some(next) = skip_to {
+            index = next;
+            continue;
+        }
+        let at_word_start = index == 0 || !(bytes[index - 1].is_ascii_alphanumeric() || bytes[index - 1] == b'_');
+        if at_word_start && is_uuid_at(bytes, index) {
+            out.push_str(&sql[copied..index]);
+            out.push('"');
+            out.push_str(&sql[index..index + 36]);
+            out.push('"');
+            index += 36;
+            copied = index;
+            continue;
+        }
+        index += 1;
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+fn parse_one(sql: &str) -> Result<Statement, BridgeError> {
+    let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|error| invalid(format!("Query statement is not valid SQL: {error}")))?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err(invalid("The query statement is empty.")),
+        _ => Err(invalid("Only one SQL statement can be run at a time.")),
+    }
+}
+
+/// Refuses everything but a read-only query, also DML hidden inside one.
+fn ensure_read_only(statement: &Statement) -> Result<(), BridgeError> {
+    let Statement::Query(_) = statement else {
+        let kind = statement.to_string().split_whitespace().next().unwrap_or_default().to_uppercase();
+        return Err(invalid(format!(
+            "Only SELECT statements are supported; {kind} statements cannot be run on an event data store."
+        )));
+    };
+    struct NestedStatements(usize);
+    impl Visitor for NestedStatements {
+        type Break = ();
+        fn pre_visit_statement(&mut self, _: &Statement) -> ControlFlow<()> {
+            self.0 += 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            match query.body.as_ref() {
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut nested = NestedStatements(0);
+    if statement.visit(&mut nested).is_break() || nested.0 > 1 {
+        return Err(invalid("Only SELECT statements are supported; the query must not change data."));
+    }
+    Ok(())
+}
+
+/// Names that `WITH` defines, which are not event data stores.
+fn cte_names(statement: &Statement) -> Vec<String> {
+    struct Ctes(Vec<String>);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                self.0.extend(with.cte_tables.iter().map(|cte| cte.alias.name.value.to_lowercase()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = Ctes(Vec::new());
+    let _ = statement.visit(&mut ctes);
+    ctes.0
+}
+
+fn first_select(body: &SetExpr) -> Option<&datafusion::sql::sqlparser::ast::Select> {
+    match body {
+        SetExpr::Select(select) => Some(select),
+        SetExpr::Query(query) => first_select(&query.body),
+        SetExpr::SetOperation { left, .. } => first_select(left),
+        _ => None,
+    }
+}
+
+/// Trino's result column names for the statement's select list.
+fn result_names(statement: &Statement) -> Option<Vec<String>> {
+    let Statement::Query(query) = statement else { return None };
+    let select = first_select(&query.body)?;
+    let mut names = Vec::with_capacity(select.projection.len());
+    for (index, item) in select.projection.iter().enumerate() {
+        let name = match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident.value.clone(),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last()?.value.clone(),
+            SelectItem::UnnamedExpr(_) => format!("_col{index}"),
+            _ => return None,
+        };
+        names.push(name);
+    }
+    Some(names)
+}
+
+/// Bridges `sql`; `resolve` maps a table name (an ID or ARN, as written) to the ID of one of
+/// the caller's event data stores.
+pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<BridgedQuery, BridgeError> {
+    if sql.trim().is_empty() {
+        return Err(invalid("The query statement is empty."));
+    }
+    let sql = &quote_bare_ids(sql);
+    let original = parse_one(sql)?;
+    ensure_read_only(&original)?;
+    let column_names = result_names(&original);
+
+    let mut statement = parse_one(&lowercase_identifiers(sql)?)?;
+    let ctes = cte_names(&statement);
+    let mut store_ids: Vec<String> = Vec::new();
+    let resolved = visit_relations_mut(&mut statement, |name: &mut ObjectName| {
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .map(|part| match part {
+                ObjectNamePart::Identifier(ident) => ident.value.as_str(),
+                ObjectNamePart::Function(function) => function.name.value.as_str(),
+            })
+            .collect();
+        let written = parts.join(".");
+        if parts.len() == 1 && ctes.contains(&written) {
+            return ControlFlow::Continue(());
+        }
+        match resolve(&written) {
+            Some(id) => {
+                if !store_ids.contains(&id) {
+                    store_ids.push(id.clone());
+                }
+                *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', id))]);
+                ControlFlow::Continue(())
+            }
+            None => ControlFlow::Break(BridgeError::UnknownTable(format!(
+                "Event data store {written} was not found. The table in FROM must be the ID (or ARN) of one of your event data stores."
+            ))),
+        }
+    });
+    if let ControlFlow::Break(error) = resolved {
+        return Err(error);
+    }
+    if store_ids.is_empty() {
+        return Err(invalid("The query must read at least one event data store (FROM <event data store ID>)."));
+    }
+    Ok(BridgedQuery { statement, store_ids, column_names })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0b2c0d4e-1111-4222-8333-444455556666";
+
+    fn resolve(name: &str) -> Option<String> {
+        let id = name.rsplit('/').next()?;
+        (id == ID).then(|| ID.to_string())
+    }
+
+    #[test]
+    fn select_is_rewritten_with_lower_case_identifiers_and_trino_names() {
+        let sql = format!(
+            "SELECT userIdentity.principalId, eventName AS \"Name\", COUNT(*), \"eventSource\" FROM {ID} \
+             WHERE eventName = 'CreateBucket' GROUP BY 1, 2, 4"
+        );
+        let bridged = bridge(&sql, resolve).unwrap();
+        assert_eq!(bridged.store_ids, vec![ID.to_string()]);
+        assert_eq!(
+            bridged.column_names.unwrap(),
+            vec!["principalId".to_string(), "Name".into(), "_col2".into(), "eventSource".into()]
+        );
+        let text = bridged.statement.to_string();
+        assert!(text.contains("useridentity.principalid"), "{text}");
+        assert!(text.contains("'CreateBucket'"), "literals keep their case: {text}");
+        assert!(text.contains(&format!("\"{ID}\"")), "{text}");
+    }
+
+    #[test]
+    fn arns_ctes_and_unions_resolve() {
+        let arn = format!("arn:aws:cloudtrail:us-east-1:123456789012:eventdatastore/{ID}");
+        let sql = format!(
+            "WITH recent AS (SELECT eventID FROM \"{arn}\") SELECT eventID FROM recent UNION ALL SELECT eventID FROM {ID}"
+        );
+        let bridged = bridge(&sql, resolve).unwrap();
+        assert_eq!(bridged.store_ids, vec![ID.to_string()]);
+        assert_eq!(bridged.column_names.unwrap(), vec!["eventID".to_string()]);
+    }
+
+    #[test]
+    fn anything_but_select_is_refused() {
+        for sql in [
+            format!("DELETE FROM {ID}"),
+            format!("DROP TABLE {ID}"),
+            format!("INSERT INTO {ID} SELECT * FROM {ID}"),
+            format!("CREATE TABLE x AS SELECT * FROM {ID}"),
+            format!("SELECT * FROM {ID}; SELECT 1"),
+            "SELEC eventName".to_string(),
+            "   ".to_string(),
+            "SELECT 1".to_string(),
+        ] {
+            assert!(matches!(bridge(&sql, resolve), Err(BridgeError::InvalidStatement(_))), "{sql}");
+        }
+    }
+
+    #[test]
+    fn bare_ids_are_quoted_outside_literals_and_comments() {
+        let sql = format!("SELECT '{ID}' -- {ID}\nFROM {ID} WHERE x = \"{ID}\"");
+        assert_eq!(quote_bare_ids(&sql), format!("SELECT '{ID}' -- {ID}\nFROM \"{ID}\" WHERE x = \"{ID}\""));
+        assert_eq!(quote_bare_ids("SELECT a1b2"), "SELECT a1b2");
+    }
+
+    #[test]
+    fn unknown_tables_are_not_found() {
+        let error = bridge("SELECT * FROM 00000000-0000-4000-8000-000000000000", resolve).unwrap_err();
+        assert!(matches!(error, BridgeError::UnknownTable(_)));
+        let error = bridge("SELECT * FROM information_schema.tables", resolve).unwrap_err();
+        assert!(matches!(error, BridgeError::UnknownTable(_)));
+    }
+}

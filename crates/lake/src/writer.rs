@@ -1,0 +1,231 @@
+//! The journal consumer that fills event data stores.
+//!
+//! Each round takes the journal span `[cursor, to)`, chooses for every record the stores that
+//! take it (their selectors, Region and ingestion windows; for events sent to a channel, the
+//! channel's destinations), and writes one Parquet file per store and day named after the span.
+//! The span is recorded before any file is written and the cursor moves past it only after every
+//! file is durable, so a crash at any point repeats the same span into the same file names:
+//! each event lands in a store exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentrail_control::{ControlStore, LakeKind};
+use opentrail_journal::{Journal, Position};
+use opentrail_model::EventRecord;
+use opentrail_model::lake::{Channel, EventDataStore, StoreCategory};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::LakeError;
+use crate::schema::{batch, day_of, parse_time_ms, row};
+use crate::tables::{LakeTables, ParquetLake, journal_file_name};
+
+const CONSUMER: &str = "lake/writer";
+/// How much journal one round reads at most.
+const ROUND_BYTES: usize = 32 * 1024 * 1024;
+/// Journal files of the current day merged once there are this many.
+const COMPACT_TODAY_AT: usize = 24;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct WriterState {
+    cursor: Position,
+    /// The end of the span being written, once chosen.
+    pending_to: Option<Position>,
+}
+
+pub struct LakeWriter {
+    store: Arc<dyn ControlStore>,
+    journal: Arc<dyn Journal>,
+    tables: Arc<ParquetLake>,
+}
+
+/// Where the lake writer still needs the journal from (for journal retention).
+pub fn oldest_needed_position(store: &dyn ControlStore) -> Result<Option<Position>, LakeError> {
+    Ok(load_state(store)?.map(|state| state.cursor))
+}
+
+fn load_state(store: &dyn ControlStore) -> Result<Option<WriterState>, LakeError> {
+    match store.consumer_state(CONSUMER)? {
+        Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+        None => Ok(None),
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, LakeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| LakeError::Io { path: "lake writer task".into(), source: std::io::Error::other(error) })
+}
+
+/// The stores a record goes to, grouped by store ID.
+struct Routing {
+    stores: Vec<EventDataStore>,
+    channels: HashMap<String, Channel>,
+}
+
+impl Routing {
+    fn load(store: &dyn ControlStore) -> Result<Self, LakeError> {
+        let stores = store
+            .all_lake_documents(LakeKind::EventDataStore)?
+            .iter()
+            .map(|doc| serde_json::from_str(doc))
+            .collect::<Result<Vec<EventDataStore>, _>>()?;
+        let channels = store
+            .all_lake_documents(LakeKind::Channel)?
+            .iter()
+            .map(|doc| serde_json::from_str::<Channel>(doc).map(|channel| (channel.arn(), channel)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(Self { stores, channels })
+    }
+
+    fn destinations(&self, position: Position, entry: &EventRecord, record: &Value) -> Vec<&EventDataStore> {
+        let category = record.get("eventCategory").and_then(Value::as_str);
+        if category == Some("ActivityAuditLog") {
+            let channel_arn = record.pointer("/metadata/channelARN").and_then(Value::as_str).unwrap_or_default();
+            let Some(channel) = self.channels.get(channel_arn) else { return Vec::new() };
+            return self
+                .stores
+                .iter()
+                .filter(|store| {
+                    store.account == channel.account
+                        && store.category() == StoreCategory::ActivityAuditLog
+                        && store.ingesting_at(position)
+                        && channel.destinations.iter().any(|d| d.location == store.arn() || d.location == store.id)
+                })
+                .collect();
+        }
+        self.stores
+            .iter()
+            .filter(|store| store.account == entry.account && store.takes(position, &entry.region, record))
+            .collect()
+    }
+}
+
+impl LakeWriter {
+    pub fn new(store: Arc<dyn ControlStore>, journal: Arc<dyn Journal>, tables: Arc<ParquetLake>) -> Self {
+        Self { store, journal, tables }
+    }
+
+    /// Runs rounds for ever, waking when the journal grows.
+    pub async fn run(self: Arc<Self>) {
+        let mut changes = self.journal.subscribe();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.round().await {
+                Ok(true) => backoff = Duration::from_millis(500),
+                Ok(false) => {
+                    backoff = Duration::from_millis(500);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "lake writer round failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Writes one journal span into the stores; `false` when there was nothing to write.
+    pub async fn round(&self) -> Result<bool, LakeError> {
+        let store = self.store.clone();
+        let mut state = blocking(move || load_state(store.as_ref()))
+            .await??
+            .unwrap_or(WriterState { cursor: self.journal.start(), pending_to: None });
+        if state.cursor < self.journal.start() {
+            tracing::warn!(
+                cursor = state.cursor,
+                start = self.journal.start(),
+                "lake writer cursor was behind retention"
+            );
+            state = WriterState { cursor: self.journal.start(), pending_to: None };
+        }
+        let bound = state.pending_to.unwrap_or_else(|| self.journal.committed_end());
+        if bound <= state.cursor {
+            return Ok(false);
+        }
+        let journal = self.journal.clone();
+        // A recorded span is re-read whole, whatever its size: its files must come out the same.
+        let budget = if state.pending_to.is_some() { usize::MAX } else { ROUND_BYTES };
+        let (entries, to) = blocking(move || read_span(journal.as_ref(), state.cursor, bound, budget)).await??;
+        if state.pending_to.is_none() {
+            state.pending_to = Some(to);
+            self.save(state).await?;
+        }
+
+        let store = self.store.clone();
+        let routing = blocking(move || Routing::load(store.as_ref())).await??;
+        let mut groups: BTreeMap<(String, String), (StoreCategory, Vec<Value>)> = BTreeMap::new();
+        for (position, payload) in entries {
+            let Ok(entry) = EventRecord::decode(&payload) else {
+                tracing::warn!(position, "skipping an undecodable journal entry");
+                continue;
+            };
+            let record = Value::Object(entry.record.clone());
+            let destinations = routing.destinations(position, &entry, &record);
+            if destinations.is_empty() {
+                continue;
+            }
+            let time = record.get("eventTime").and_then(Value::as_str).and_then(parse_time_ms).unwrap_or_default();
+            let day = day_of(time);
+            for destination in destinations {
+                let category = destination.category();
+                let group =
+                    groups.entry((destination.id.clone(), day.clone())).or_insert_with(|| (category, Vec::new()));
+                group.1.push(row(&entry.record, category));
+            }
+        }
+
+        let name = journal_file_name(state.cursor, to);
+        let today = day_of(chrono::Utc::now().timestamp_millis());
+        for ((store_id, day), (category, rows)) in &groups {
+            let batch = batch(rows, *category)?;
+            self.tables.write(store_id, day, &name, &batch).await?;
+        }
+        self.save(WriterState { cursor: to, pending_to: None }).await?;
+        for (store_id, day) in groups.keys() {
+            let threshold = if *day < today { 2 } else { COMPACT_TODAY_AT };
+            if let Err(error) = self.tables.compact(store_id, day, threshold).await {
+                tracing::warn!(%error, store_id, day, "compaction failed; the day keeps its files");
+            }
+        }
+        Ok(true)
+    }
+
+    async fn save(&self, state: WriterState) -> Result<(), LakeError> {
+        let store = self.store.clone();
+        let text = serde_json::to_string(&state)?;
+        blocking(move || store.save_consumer_state(CONSUMER, Some(&text))).await??;
+        Ok(())
+    }
+}
+
+/// Reads the records of `[from, bound)`, about `budget` bytes at most; returns them with the
+/// span's actual end.
+fn read_span(
+    journal: &dyn Journal,
+    from: Position,
+    bound: Position,
+    budget: usize,
+) -> Result<(Vec<(Position, Vec<u8>)>, Position), LakeError> {
+    let mut entries = Vec::new();
+    let mut position = from;
+    let mut read = 0;
+    while position < bound && read < budget {
+        let batch = journal.read_from(position, (budget - read).min(8 * 1024 * 1024))?;
+        if batch.entries.is_empty() {
+            break;
+        }
+        for entry in batch.entries {
+            if entry.position >= bound {
+                return Ok((entries, bound));
+            }
+            read += entry.payload.len();
+            entries.push((entry.position, entry.payload));
+        }
+        position = batch.next;
+    }
+    Ok((entries, position.min(bound)))
+}
