@@ -35,8 +35,11 @@ pub struct QueryArgs {
     pub timeout: u64,
 }
 
-/// The rows of a finished query: column names, then values (None for NULL).
-fn fetch(connection: &Connection, query_id: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+/// Rows of values, `None` for NULL.
+type Rows = Vec<Vec<Option<String>>>;
+
+/// The rows of a finished query, with the column names.
+fn fetch(connection: &Connection, query_id: &str) -> Result<(Vec<String>, Rows)> {
     let mut columns: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let mut token: Option<String> = None;

@@ -305,7 +305,7 @@ fn json_array_contains(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
         match (at(&documents, row).and_then(|doc| parse_json(&doc)), at(&wanted, row)) {
             (Some(Value::Array(items)), Some(wanted)) => out.append_value(items.iter().any(|item| match item {
                 Value::String(s) => *s == wanted,
-                other => other.to_string() == wanted,
+                other => serde_json::from_str::<Value>(&wanted).is_ok_and(|w| w == *other),
             })),
             _ => out.append_null(),
         }
@@ -587,7 +587,8 @@ pub fn register(context: &SessionContext) {
     for udf in functions {
         context.register_udf(udf);
     }
-    let fields: [(&[&'static str], fn(NaiveDateTime) -> i64); 13] = [
+    type Field = fn(NaiveDateTime) -> i64;
+    let fields: [(&[&'static str], Field); 13] = [
         (&["year"], |t| t.year() as i64),
         (&["quarter"], |t| (t.month0() / 3 + 1) as i64),
         (&["month"], |t| t.month() as i64),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opentrail_control::{ControlStore, LakeKind};
-use opentrail_journal::{Journal, Position};
+use opentrail_journal::{Entry, Journal, Position};
 use opentrail_model::EventRecord;
 use opentrail_model::lake::{Channel, EventDataStore, StoreCategory};
 use serde::{Deserialize, Serialize};
@@ -158,7 +158,7 @@ impl LakeWriter {
         let store = self.store.clone();
         let routing = blocking(move || Routing::load(store.as_ref())).await??;
         let mut groups: BTreeMap<(String, String), (StoreCategory, Vec<Value>)> = BTreeMap::new();
-        for (position, payload) in entries {
+        for Entry { position, payload } in entries {
             let Ok(entry) = EventRecord::decode(&payload) else {
                 tracing::warn!(position, "skipping an undecodable journal entry");
                 continue;
@@ -209,7 +209,7 @@ fn read_span(
     from: Position,
     bound: Position,
     budget: usize,
-) -> Result<(Vec<(Position, Vec<u8>)>, Position), LakeError> {
+) -> Result<(Vec<Entry>, Position), LakeError> {
     let mut entries = Vec::new();
     let mut position = from;
     let mut read = 0;
@@ -223,7 +223,7 @@ fn read_span(
                 return Ok((entries, bound));
             }
             read += entry.payload.len();
-            entries.push((entry.position, entry.payload));
+            entries.push(entry);
         }
         position = batch.next;
     }

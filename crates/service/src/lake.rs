@@ -483,7 +483,7 @@ impl LakeOps<'_> {
         let limit = max_results(input.max_results, 1000)?;
         let after = input.next_token.as_deref().map(decode_text_token).transpose()?;
         let mut stores = self.load()?.stores;
-        stores.sort_by(|a, b| a.arn().cmp(&b.arn()));
+        stores.sort_by_key(EventDataStore::arn);
         let page: Vec<&EventDataStore> =
             stores.iter().filter(|s| after.as_ref().is_none_or(|after| &s.arn() > after)).take(limit).collect();
         let mut output = json!({
