@@ -1,6 +1,7 @@
 //! `opentrail`: the server and its command-line tools.
 
 mod client;
+mod import;
 mod lookup;
 mod put_events;
 mod query;
@@ -80,6 +81,8 @@ enum Command {
     ValidateLogs(validate_logs::ValidateArgs),
     /// Run a CloudTrail Lake SQL query on a running OpenTrail and print the rows.
     Query(query::QueryArgs),
+    /// Import a folder of CloudTrail log files into an event data store of a data directory.
+    Import(import::ImportArgs),
 }
 
 fn main() -> Result<()> {
@@ -106,6 +109,7 @@ fn main() -> Result<()> {
             runtime.block_on(put_events::run(&file, &data_dir, account.as_deref(), &region))
         }
         Command::Query(args) => query::run(args),
+        Command::Import(args) => runtime.block_on(import::run(args)),
         Command::ValidateLogs(args) => {
             if !runtime.block_on(validate_logs::run(args))? {
                 std::process::exit(1);

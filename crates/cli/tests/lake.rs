@@ -417,3 +417,124 @@ fn aws_cli_sends_audit_events_through_a_channel_and_queries_them() {
     assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
     assert_eq!(String::from_utf8(csv.stdout).unwrap(), "name,n,tries\nCloseDoor,1,2\nOpenDoor,2,2\n");
 }
+
+/// A gzipped CloudTrail log file of `count` records on `day` (`YYYY-MM-DD`).
+fn log_file(day: &str, count: usize, name: &str) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "eventVersion": "1.08", "eventTime": format!("{day}T12:{:02}:00Z", i % 60),
+                "eventSource": "iam.amazonaws.com", "eventName": name, "awsRegion": "us-east-1",
+                "eventID": format!("{name}-{day}-{i}"), "eventType": "AwsApiCall", "eventCategory": "Management",
+                "managementEvent": true, "readOnly": false, "recipientAccountId": ACCOUNT_A,
+                "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAIMPORTED", "userName": "carol"},
+                "requestParameters": {"userName": format!("user{i}")}
+            })
+        })
+        .collect();
+    let text = serde_json::json!({ "Records": records }).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn log_key(day: &str, name: &str) -> String {
+    let (y, rest) = day.split_at(4);
+    let (m, d) = (&rest[1..3], &rest[4..6]);
+    format!(
+        "AWSLogs/{ACCOUNT_A}/CloudTrail/us-east-1/{y}/{m}/{d}/{ACCOUNT_A}_CloudTrail_us-east-1_{y}{m}{d}T1200Z_{name}.json.gz"
+    )
+}
+
+#[tokio::test]
+async fn imports_from_a_bucket_and_from_a_folder() {
+    let server = TestServer::start();
+    let ct = client(&server, ROOT_A, "us-east-1");
+    let s3 = s3_client(&server.endpoint, ROOT_A);
+    let store = ct.create_event_data_store().name("imported").send().await.unwrap();
+    let arn = store.event_data_store_arn().unwrap().to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let day = |ago: i64| (chrono::Utc::now() - chrono::Duration::days(ago)).format("%Y-%m-%d").to_string();
+    let objects = [
+        (log_key(&day(2), "a"), log_file(&day(2), 30, "CreateUser")),
+        (log_key(&day(3), "b"), log_file(&day(3), 20, "DeleteUser")),
+        (log_key(&day(3), "c"), b"not gzip at all".to_vec()),
+        (format!("AWSLogs/{ACCOUNT_A}/CloudTrail-Digest/us-east-1/2026/01/01/digest.json.gz"), b"{}".to_vec()),
+        ("README.txt".to_string(), b"hello".to_vec()),
+    ];
+    for (key, body) in objects {
+        s3.put_object().bucket("test-bucket").key(key).body(body.into()).send().await.unwrap();
+    }
+    let source = aws_sdk_cloudtrail::types::ImportSource::builder()
+        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
+            .s3_location_uri("s3://test-bucket/")
+            .s3_bucket_region("us-east-1")
+            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
+            .build()
+            .unwrap())
+        .build();
+    let started = ct.start_import().destinations(&arn).import_source(source.clone()).send().await.unwrap();
+    let import_id = started.import_id().unwrap().to_string();
+    let mut finished = None;
+    for _ in 0..200 {
+        let got = ct.get_import().import_id(&import_id).send().await.unwrap();
+        if got.import_status().unwrap().as_str() == "COMPLETED" {
+            finished = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let finished = finished.expect("the import completes");
+    let statistics = finished.import_statistics().unwrap();
+    assert_eq!(statistics.files_completed(), Some(3));
+    assert_eq!(statistics.events_completed(), Some(50));
+    assert_eq!(statistics.prefixes_found(), Some(2));
+    assert_eq!(statistics.prefixes_completed(), Some(2));
+    assert_eq!(statistics.failed_entries(), Some(1));
+    let failures = ct.list_import_failures().import_id(&import_id).send().await.unwrap();
+    assert_eq!(failures.failures().len(), 1);
+    assert!(failures.failures()[0].location().unwrap().ends_with("_c.json.gz"));
+    let listed = ct.list_imports().send().await.unwrap();
+    assert_eq!(listed.imports().len(), 1);
+    let unknown = ct.get_import().import_id("00000000-0000-4000-8000-000000000000").send().await.unwrap_err();
+    assert_eq!(error_code(unknown), "ImportNotFoundException");
+    let bad_source = aws_sdk_cloudtrail::types::ImportSource::builder()
+        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
+            .s3_location_uri("s3://no-such-bucket-here/")
+            .s3_bucket_region("us-east-1")
+            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
+            .build()
+            .unwrap())
+        .build();
+    let refused = ct.start_import().destinations(&arn).import_source(bad_source).send().await.unwrap_err();
+    assert_eq!(error_code(refused), "InvalidImportSourceException");
+
+    let sql = format!(
+        "SELECT eventName, COUNT(*) AS n FROM {id} WHERE userIdentity.accessKeyId = 'AKIAIMPORTED' GROUP BY 1 ORDER BY 1"
+    );
+    let rows = query(&ct, &sql).await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![("eventName".into(), "CreateUser".into()), ("n".into(), "30".into())],
+            vec![("eventName".into(), "DeleteUser".into()), ("n".into(), "20".into())],
+        ]
+    );
+
+    // The command line imports a local folder into the same store, next to the running server.
+    let folder = tempfile::tempdir().unwrap();
+    let key = log_key(&day(4), "d");
+    let path = folder.path().join(&key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, log_file(&day(4), 15, "AttachUserPolicy")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_opentrail"))
+        .args(["import", folder.path().to_str().unwrap(), "--event-data-store", &id, "--data-dir"])
+        .arg(server.server_data_dir())
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(summary.contains("COMPLETED: 1 files, 15 events"), "{summary}");
+    let rows = query(&ct, &format!("SELECT COUNT(*) FROM {id} WHERE eventName = 'AttachUserPolicy'")).await;
+    assert_eq!(rows, vec![vec![("_col0".into(), "15".into())]]);
+}

@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod functions;
+pub mod import;
 pub mod pruning;
 pub mod queries;
 pub mod schema;

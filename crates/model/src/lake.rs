@@ -265,8 +265,11 @@ pub struct Import {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub statistics: ImportStatistics,
-    /// Source objects already imported (their keys), so a retry resumes.
+    /// Source objects already imported (their keys, sorted), so a retry resumes.
     pub completed_files: Vec<String>,
+    /// The sequence number of the next batch file.
+    #[serde(default)]
+    pub next_sequence: u64,
     pub failures: Vec<ImportFailure>,
 }
 

@@ -87,6 +87,9 @@ error_codes! {
     ResourceArnNotValid => "ResourceARNNotValidException", 400;
     ResourcePolicyNotFound => "ResourcePolicyNotFoundException", 400;
     ResourcePolicyNotValid => "ResourcePolicyNotValidException", 400;
+    AccountHasOngoingImport => "AccountHasOngoingImportException", 400;
+    InvalidImportSource => "InvalidImportSourceException", 400;
+    ImportNotFound => "ImportNotFoundException", 400;
     // cloudtrail-data (its exception names carry no "Exception" suffix).
     ChannelInsufficientPermission => "ChannelInsufficientPermission", 400;
     ChannelNotFoundData => "ChannelNotFound", 400;

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use opentrail_buckets::LocalBuckets;
 use opentrail_control::{AccountLake, ControlStore, LakeChange, LakeDocument, LakeKind, StoreError};
 use opentrail_journal::Journal;
-use opentrail_lake::{QueryService, StartQueryError};
+use opentrail_lake::import::{FolderSource, ImportObserver, run_import};
+use opentrail_lake::{LakeError, ParquetLake, QueryService, StartQueryError};
 use opentrail_model::lake::{
     Channel, ChannelDestination, EXTENDABLE_RETENTION_PRICING, EventDataStore, FIXED_RETENTION_PRICING, Import,
-    IngestionWindow, MAX_CHANNELS, MAX_EVENT_DATA_STORES, PENDING_DELETION_DAYS, QUERY_RESULT_DAYS, Query, QueryStatus,
-    StoreCategory, StoreStatus, category_of, default_store_selectors, retention_bounds, valid_store_name,
+    ImportStatistics, ImportStatus, IngestionWindow, MAX_CHANNELS, MAX_EVENT_DATA_STORES, PENDING_DELETION_DAYS,
+    QUERY_RESULT_DAYS, Query, QueryStatus, StoreCategory, StoreStatus, category_of, default_store_selectors,
+    retention_bounds, valid_store_name,
 };
 use opentrail_model::selectors::{SelectorTarget, validate_advanced};
 use opentrail_model::{AdvancedEventSelector, Tag};
@@ -31,7 +34,12 @@ pub const EVENT_DATA_STORE_RESOURCE_TYPE: &str = "AWS::CloudTrail::EventDataStor
 pub const CHANNEL_RESOURCE_TYPE: &str = "AWS::CloudTrail::Channel";
 
 /// The Lake operations OpenTrail implements.
-pub const OPERATIONS: [&str; 21] = [
+pub const OPERATIONS: [&str; 26] = [
+    "StartImport",
+    "GetImport",
+    "ListImports",
+    "StopImport",
+    "ListImportFailures",
     "CreateEventDataStore",
     "GetEventDataStore",
     "ListEventDataStores",
@@ -220,6 +228,47 @@ pub struct ResourcePolicyInput {
     resource_policy: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct S3ImportSource {
+    s3_location_uri: String,
+    s3_bucket_region: String,
+    s3_bucket_access_role_arn: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportSourceInput {
+    s3: S3ImportSource,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartImportInput {
+    destinations: Option<Vec<String>>,
+    import_source: Option<ImportSourceInput>,
+    start_event_time: Option<f64>,
+    end_event_time: Option<f64>,
+    import_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportIdInput {
+    import_id: String,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListImportsInput {
+    max_results: Option<i64>,
+    destination: Option<String>,
+    import_status: Option<String>,
+    next_token: Option<String>,
+}
+
 /// Decodes the input of a Lake operation without running it (for the fuzz target).
 pub fn decode(operation: &str, input: Value) -> ServiceResult<()> {
     match operation {
@@ -238,6 +287,9 @@ pub fn decode(operation: &str, input: Value) -> ServiceResult<()> {
         "CreateChannel" => decode_input::<CreateChannelInput>(input).map(drop),
         "GetChannel" | "DeleteChannel" => decode_input::<ChannelInput>(input).map(drop),
         "UpdateChannel" => decode_input::<UpdateChannelInput>(input).map(drop),
+        "StartImport" => decode_input::<StartImportInput>(input).map(drop),
+        "GetImport" | "StopImport" | "ListImportFailures" => decode_input::<ImportIdInput>(input).map(drop),
+        "ListImports" => decode_input::<ListImportsInput>(input).map(drop),
         _ => decode_input::<ResourcePolicyInput>(input).map(drop),
     }
 }
@@ -287,6 +339,9 @@ fn query_status_filter(text: Option<&str>) -> ServiceResult<Option<QueryStatus>>
 }
 
 pub struct LakeOps<'a> {
+    pub shared_store: &'a Arc<dyn ControlStore>,
+    pub tables: &'a Arc<ParquetLake>,
+    pub buckets: &'a LocalBuckets,
     pub store: &'a dyn ControlStore,
     pub journal: &'a dyn Journal,
     pub queries: &'a Arc<QueryService>,
@@ -1090,6 +1145,426 @@ impl LakeOps<'_> {
             Self::note_channel(resources, &channel);
             Ok((vec![put_channel(&channel)?], json!({})))
         })
+    }
+}
+
+fn put_import(import: &Import) -> ServiceResult<LakeChange> {
+    let document = serde_json::to_string(import).map_err(ServiceError::internal)?;
+    Ok(LakeChange::Put(LakeDocument { kind: LakeKind::Import, id: import.id.clone(), document }))
+}
+
+fn import_shape(import: &Import, with_statistics: bool) -> Value {
+    let mut shape = json!({
+        "ImportId": import.id,
+        "Destinations": [import.destination_arn],
+        "ImportSource": {"S3": {
+            "S3LocationUri": import.source_uri,
+            "S3BucketRegion": import.source_region,
+            "S3BucketAccessRoleArn": import.source_role_arn,
+        }},
+        "ImportStatus": import.status.as_str(),
+        "CreatedTimestamp": epoch_seconds(import.created_ms),
+        "UpdatedTimestamp": epoch_seconds(import.updated_ms),
+    });
+    if let Some(start) = import.start_event_ms {
+        shape["StartEventTime"] = json!(epoch_seconds(start));
+    }
+    if let Some(end) = import.end_event_ms {
+        shape["EndEventTime"] = json!(epoch_seconds(end));
+    }
+    if with_statistics {
+        let s = &import.statistics;
+        shape["ImportStatistics"] = json!({
+            "PrefixesFound": s.prefixes_found,
+            "PrefixesCompleted": s.prefixes_completed,
+            "FilesCompleted": s.files_completed,
+            "EventsCompleted": s.events_completed,
+            "FailedEntries": s.failed_entries,
+        });
+    }
+    shape
+}
+
+/// Saves an import's progress with the account's other Lake state, retrying on conflict, and
+/// answers whether it was stopped meanwhile.
+struct ImportTracker {
+    store: Arc<dyn ControlStore>,
+    account: opentrail_model::AccountId,
+    id: String,
+}
+
+impl ImportTracker {
+    fn load(&self) -> Result<Option<(i64, Import)>, LakeError> {
+        let lake = self.store.load_lake(&self.account)?;
+        let found = lake.documents.iter().find(|d| d.kind == LakeKind::Import && d.id == self.id);
+        Ok(match found {
+            Some(document) => Some((lake.version, serde_json::from_str(&document.document)?)),
+            None => None,
+        })
+    }
+
+    /// Stores `import` unless the stored one was stopped; returns the stored status.
+    fn save(&self, import: &Import) -> Result<ImportStatus, LakeError> {
+        for _ in 0..16 {
+            let Some((version, stored)) = self.load()? else { return Ok(ImportStatus::Stopped) };
+            let mut next = import.clone();
+            if stored.status == ImportStatus::Stopped {
+                next.status = ImportStatus::Stopped;
+            }
+            let document =
+                LakeDocument { kind: LakeKind::Import, id: self.id.clone(), document: serde_json::to_string(&next)? };
+            match self.store.apply_lake_changes(&self.account, version, &[LakeChange::Put(document)]) {
+                Ok(()) => return Ok(next.status),
+                Err(StoreError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(LakeError::Io {
+            path: "import progress".into(),
+            source: std::io::Error::other("too many concurrent changes"),
+        })
+    }
+}
+
+impl ImportObserver for ImportTracker {
+    fn progressed(&self, import: &Import) -> Result<(), LakeError> {
+        self.save(import).map(drop)
+    }
+
+    fn stopped(&self) -> bool {
+        matches!(self.load(), Ok(Some((_, stored))) if stored.status == ImportStatus::Stopped)
+    }
+}
+
+/// Runs an import to its end on a blocking thread (it parses and compresses: CPU work).
+fn spawn_import(
+    store: Arc<dyn ControlStore>,
+    tables: Arc<ParquetLake>,
+    source: FolderSource,
+    import: Import,
+    retention: u32,
+) {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let tracker = ImportTracker { store, account: import.account.clone(), id: import.id.clone() };
+        let mut running = import.clone();
+        running.status = ImportStatus::InProgress;
+        if let Err(error) = tracker.save(&running) {
+            tracing::error!(%error, import = running.id, "cannot start the import");
+            return;
+        }
+        let outcome = handle.block_on(run_import(&tables, &source, running.clone(), retention, &tracker));
+        let finished = match outcome {
+            Ok(mut done) => {
+                done.status = ImportStatus::Completed;
+                done
+            }
+            Err(error) => {
+                tracing::error!(%error, import = running.id, "import failed");
+                let mut failed = tracker.load().ok().flatten().map_or(running, |(_, stored)| stored);
+                failed.status = ImportStatus::Failed;
+                failed.failures.push(opentrail_model::lake::ImportFailure {
+                    location: failed.source_uri.clone(),
+                    error_type: "ImportFailed".into(),
+                    error_message: error.to_string(),
+                    last_updated_ms: Utc::now().timestamp_millis(),
+                });
+                failed
+            }
+        };
+        let mut finished = finished;
+        finished.updated_ms = Utc::now().timestamp_millis();
+        if let Err(error) = tracker.save(&finished) {
+            tracing::error!(%error, import = finished.id, "cannot record the import's end");
+        }
+    });
+}
+
+/// Reports the progress of an import run from the command line, and saves it.
+struct LocalImport<'a> {
+    tracker: ImportTracker,
+    on_plan: &'a (dyn Fn(u64) + Send + Sync),
+    on_progress: &'a (dyn Fn(&Import) + Send + Sync),
+}
+
+impl ImportObserver for LocalImport<'_> {
+    fn planned(&self, files: u64) {
+        (self.on_plan)(files);
+    }
+
+    fn progressed(&self, import: &Import) -> Result<(), LakeError> {
+        self.tracker.save(import)?;
+        (self.on_progress)(import);
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.tracker.stopped()
+    }
+}
+
+/// Imports CloudTrail log files from a local folder into an event data store (given by ID or
+/// ARN), writing straight into the data directory: the import is listed by `ListImports` like
+/// one started through the API. Works whether or not a server is running on the directory.
+pub async fn import_local_folder(
+    data_dir: &std::path::Path,
+    folder: &std::path::Path,
+    store_reference: &str,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    on_plan: &(dyn Fn(u64) + Send + Sync),
+    on_progress: &(dyn Fn(&Import) + Send + Sync),
+) -> Result<Import, crate::OpenError> {
+    let store: Arc<dyn ControlStore> =
+        Arc::new(opentrail_control::SqliteStore::open(&data_dir.join("control.sqlite"))?);
+    let tables = Arc::new(ParquetLake::local(data_dir.join("lake").join("tables"))?);
+    let id = id_of(store_reference, "eventdatastore").to_string();
+    let stores: Vec<EventDataStore> = store
+        .all_lake_documents(LakeKind::EventDataStore)?
+        .iter()
+        .filter_map(|document| serde_json::from_str(document).ok())
+        .collect();
+    let Some(target) = stores.into_iter().find(|s| s.id == id) else {
+        return Err(crate::OpenError::Usage(format!(
+            "no event data store {store_reference} in {}",
+            data_dir.display()
+        )));
+    };
+    if target.status == StoreStatus::PendingDeletion || target.category() != StoreCategory::CloudTrailEvents {
+        return Err(crate::OpenError::Usage(format!(
+            "event data store {store_reference} does not take CloudTrail events (or is pending deletion)"
+        )));
+    }
+    let now = Utc::now().timestamp_millis();
+    let import = Import {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: target.account.clone(),
+        region: target.region.clone(),
+        store_id: target.id.clone(),
+        destination_arn: target.arn(),
+        source_uri: format!("file://{}", folder.display()),
+        source_region: target.region.as_str().to_string(),
+        source_role_arn: String::new(),
+        start_event_ms: start_ms,
+        end_event_ms: end_ms,
+        status: ImportStatus::InProgress,
+        created_ms: now,
+        updated_ms: now,
+        statistics: ImportStatistics::default(),
+        completed_files: Vec::new(),
+        next_sequence: 0,
+        failures: Vec::new(),
+    };
+    let tracker = ImportTracker { store: store.clone(), account: import.account.clone(), id: import.id.clone() };
+    tracker.save(&import)?;
+    let observer = LocalImport { tracker, on_plan, on_progress };
+    let source = FolderSource::new(folder.to_path_buf(), "", folder.display().to_string());
+    let mut done = run_import(&tables, &source, import, target.retention_period_days, &observer).await?;
+    done.status = if observer.stopped() { ImportStatus::Stopped } else { ImportStatus::Completed };
+    done.updated_ms = Utc::now().timestamp_millis();
+    observer.tracker.save(&done)?;
+    Ok(done)
+}
+
+/// `s3://bucket[/prefix]` split.
+fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    opentrail_buckets::valid_bucket_name(bucket).then(|| (bucket.to_string(), prefix.to_string()))
+}
+
+impl LakeOps<'_> {
+    fn find_import(state: &LakeState, id: &str) -> ServiceResult<Import> {
+        state
+            .imports
+            .iter()
+            .find(|i| i.id == id)
+            .cloned()
+            .ok_or_else(|| err(ErrorCode::ImportNotFound, format!("The import {id} was not found.")))
+    }
+
+    fn import_source(
+        store: &dyn ControlStore,
+        buckets: &LocalBuckets,
+        caller: &Caller,
+        import: &Import,
+    ) -> ServiceResult<FolderSource> {
+        let invalid = |why: &str| {
+            err(ErrorCode::InvalidImportSource, format!("The import source {} is not valid: {why}", import.source_uri))
+        };
+        let (bucket, prefix) = parse_s3_uri(&import.source_uri).ok_or_else(|| invalid("use s3://bucket/prefix/"))?;
+        let owner = store.bucket(&bucket).map_err(ServiceError::internal)?;
+        match owner {
+            Some(record) if record.account == caller.principal.account => {}
+            Some(_) => return Err(invalid("the bucket belongs to another account")),
+            None => return Err(invalid("no such bucket in OpenTrail's bucket store")),
+        }
+        Ok(FolderSource::new(buckets.bucket_path(&bucket), &prefix, format!("s3://{bucket}")))
+    }
+
+    pub fn start_import(&mut self, input: StartImportInput) -> ServiceResult<Value> {
+        let now = Utc::now().timestamp_millis();
+        let caller = self.caller.clone();
+        let retry = input.import_id.clone();
+        let new_source = input.import_source.as_ref().map(|source| &source.s3);
+        if retry.is_none() && (new_source.is_none() || input.destinations.is_none()) {
+            return Err(err(
+                ErrorCode::InvalidParameter,
+                "StartImport needs Destinations and ImportSource, or an ImportId to retry.",
+            ));
+        }
+        let start_ms = input.start_event_time.map(|t| (t * 1000.0) as i64);
+        let end_ms = input.end_event_time.map(|t| (t * 1000.0) as i64);
+        if let (Some(start), Some(end)) = (start_ms, end_ms)
+            && start > end
+        {
+            return Err(err(ErrorCode::InvalidParameter, "StartEventTime must not be after EndEventTime."));
+        }
+        let mut source = None;
+        let (control, buckets) = (self.store, self.buckets);
+        let (import, retention) = self.mutate(|state, resources| {
+            if state.imports.iter().any(|i| i.status.is_active() && i.account == caller.principal.account) {
+                return Err(err(ErrorCode::AccountHasOngoingImport, "The account already has an import in progress."));
+            }
+            let mut import = match &retry {
+                Some(id) => {
+                    let mut import = Self::find_import(state, id)?;
+                    if import.status == ImportStatus::Completed {
+                        return Err(err(ErrorCode::InvalidParameter, "A completed import cannot be retried."));
+                    }
+                    import.status = ImportStatus::Initializing;
+                    import
+                }
+                None => {
+                    let destinations = input.destinations.clone().unwrap_or_default();
+                    let [destination] = destinations.as_slice() else {
+                        return Err(err(ErrorCode::InvalidParameter, "An import has exactly one destination."));
+                    };
+                    let s3 = new_source.expect("checked above");
+                    Import {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        account: caller.principal.account.clone(),
+                        region: caller.region.clone(),
+                        store_id: Self::find_store(&state.stores, destination)?.id.clone(),
+                        destination_arn: Self::find_store(&state.stores, destination)?.arn(),
+                        source_uri: s3.s3_location_uri.clone(),
+                        source_region: s3.s3_bucket_region.clone(),
+                        source_role_arn: s3.s3_bucket_access_role_arn.clone(),
+                        start_event_ms: start_ms,
+                        end_event_ms: end_ms,
+                        status: ImportStatus::Initializing,
+                        created_ms: now,
+                        updated_ms: now,
+                        statistics: ImportStatistics::default(),
+                        completed_files: Vec::new(),
+                        next_sequence: 0,
+                        failures: Vec::new(),
+                    }
+                }
+            };
+            let store = Self::find_store(&state.stores, &import.destination_arn)?;
+            if store.status == StoreStatus::PendingDeletion {
+                return Err(err(
+                    ErrorCode::InvalidEventDataStoreStatus,
+                    "The destination event data store is pending deletion.",
+                ));
+            }
+            if store.category() != StoreCategory::CloudTrailEvents {
+                return Err(err(
+                    ErrorCode::InvalidEventDataStoreCategory,
+                    "Imports go to event data stores of CloudTrail events.",
+                ));
+            }
+            source = Some(Self::import_source(control, buckets, &caller, &import)?);
+            import.updated_ms = now;
+            Self::note_store(resources, store);
+            Ok((vec![put_import(&import)?], (import, store.retention_period_days)))
+        })?;
+        let source = source.expect("set by the decision that succeeded");
+        spawn_import(self.shared_store.clone(), self.tables.clone(), source, import.clone(), retention);
+        Ok(import_shape(&import, false))
+    }
+
+    pub fn get_import(&mut self, input: ImportIdInput) -> ServiceResult<Value> {
+        let import = Self::find_import(&self.load()?, &input.import_id)?;
+        Ok(import_shape(&import, true))
+    }
+
+    pub fn stop_import(&mut self, input: ImportIdInput) -> ServiceResult<Value> {
+        let now = Utc::now().timestamp_millis();
+        self.mutate(|state, _| {
+            let mut import = Self::find_import(state, &input.import_id)?;
+            if import.status.is_active() {
+                import.status = ImportStatus::Stopped;
+                import.updated_ms = now;
+            }
+            Ok((vec![put_import(&import)?], import_shape(&import, true)))
+        })
+    }
+
+    pub fn list_imports(&mut self, input: ListImportsInput) -> ServiceResult<Value> {
+        let limit = max_results(input.max_results, 1000)?;
+        let status = match input.import_status.as_deref() {
+            Some(text) => Some(
+                ImportStatus::parse(text)
+                    .ok_or_else(|| err(ErrorCode::InvalidParameter, format!("Import status {text} is not valid.")))?,
+            ),
+            None => None,
+        };
+        let after = input.next_token.as_deref().map(decode_text_token).transpose()?;
+        let state = self.load()?;
+        let destination = match &input.destination {
+            Some(reference) => Some(Self::find_store(&state.stores, reference)?.id.clone()),
+            None => None,
+        };
+        let mut imports: Vec<&Import> = state
+            .imports
+            .iter()
+            .filter(|i| i.region == self.caller.region)
+            .filter(|i| status.is_none_or(|s| i.status == s))
+            .filter(|i| destination.as_ref().is_none_or(|d| &i.store_id == d))
+            .collect();
+        imports.sort_by_key(|i| i.id.clone());
+        let remaining: Vec<&&Import> = imports.iter().filter(|i| after.as_ref().is_none_or(|a| &i.id > a)).collect();
+        let page = &remaining[..remaining.len().min(limit)];
+        let mut output = json!({"Imports": page.iter().map(|i| json!({
+            "ImportId": i.id, "ImportStatus": i.status.as_str(), "Destinations": [i.destination_arn],
+            "CreatedTimestamp": epoch_seconds(i.created_ms), "UpdatedTimestamp": epoch_seconds(i.updated_ms),
+        })).collect::<Vec<_>>()});
+        if remaining.len() > page.len()
+            && let Some(last) = page.last()
+        {
+            output["NextToken"] = json!(encode_text_token(&last.id));
+        }
+        Ok(output)
+    }
+
+    pub fn list_import_failures(&mut self, input: ImportIdInput) -> ServiceResult<Value> {
+        let limit = max_results(input.max_results, 1000)?;
+        let import = Self::find_import(&self.load()?, &input.import_id)?;
+        let offset = match input.next_token.as_deref() {
+            Some(token) => decode_text_token(token)?
+                .parse::<usize>()
+                .map_err(|_| err(ErrorCode::InvalidNextToken, "The NextToken is not valid."))?,
+            None => 0,
+        };
+        let page: Vec<Value> = import
+            .failures
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|f| {
+                json!({
+                    "Location": f.location, "Status": "FAILED", "ErrorType": f.error_type,
+                    "ErrorMessage": f.error_message, "LastUpdatedTime": epoch_seconds(f.last_updated_ms),
+                })
+            })
+            .collect();
+        let mut output = json!({"Failures": page});
+        if offset + limit < import.failures.len() {
+            output["NextToken"] = json!(encode_text_token(&(offset + limit).to_string()));
+        }
+        Ok(output)
     }
 }
 

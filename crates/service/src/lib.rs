@@ -17,6 +17,7 @@ pub mod config;
 mod delivery;
 pub mod error;
 mod lake;
+pub use lake::import_local_folder;
 mod lookup;
 mod paging;
 mod trails;
@@ -71,16 +72,11 @@ const IMPLEMENTED: [&str; 18] = [
 
 /// CloudTrail operations that exist in the API model but not (yet) in OpenTrail: they answer
 /// `UnsupportedOperationException`.
-const NOT_YET_IMPLEMENTED: [&str; 21] = [
+const NOT_YET_IMPLEMENTED: [&str; 16] = [
     "ListInsightsData",
     "ListInsightsMetricData",
     "GenerateQuery",
     "SearchSampleQueries",
-    "StartImport",
-    "GetImport",
-    "ListImports",
-    "StopImport",
-    "ListImportFailures",
     "CreateDashboard",
     "GetDashboard",
     "ListDashboards",
@@ -107,6 +103,8 @@ pub enum OpenError {
     Buckets(#[from] BucketError),
     #[error(transparent)]
     Lake(#[from] opentrail_lake::LakeError),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
 }
@@ -400,11 +398,15 @@ impl OpenTrail {
 
     async fn dispatch_lake(&self, caller: &Caller, operation: &str, input: Value) -> (CallOutcome, Vec<Resource>) {
         let (store, journal, queries) = (self.store.clone(), self.journal.clone(), self.queries.clone());
+        let (tables, buckets) = (self.lake_tables.clone(), self.buckets.clone());
         let caller = caller.clone();
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let mut resources = Vec::new();
             let mut ops = lake::LakeOps {
+                shared_store: &store,
+                tables: &tables,
+                buckets: &buckets,
                 store: store.as_ref(),
                 journal: journal.as_ref(),
                 queries: &queries,
@@ -487,6 +489,11 @@ fn run_lake_operation(ops: &mut lake::LakeOps<'_>, operation: &str, input: Value
         "PutResourcePolicy" => ops.put_resource_policy(decode_input(input)?),
         "GetResourcePolicy" => ops.get_resource_policy(decode_input(input)?),
         "DeleteResourcePolicy" => ops.delete_resource_policy(decode_input(input)?),
+        "StartImport" => ops.start_import(decode_input(input)?),
+        "GetImport" => ops.get_import(decode_input(input)?),
+        "ListImports" => ops.list_imports(decode_input(input)?),
+        "StopImport" => ops.stop_import(decode_input(input)?),
+        "ListImportFailures" => ops.list_import_failures(decode_input(input)?),
         other => Err(ServiceError::new(ErrorCode::UnknownOperation, format!("Unknown operation {other}."))),
     }
 }
