@@ -522,6 +522,35 @@ fn contains(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// Trino's `regexp_replace(text, pattern[, replacement])`: every match replaced (by nothing
+/// without a replacement), `$1` for groups.
+fn regexp_replace(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let texts = strings(&args[0])?;
+    let patterns = strings(&args[1])?;
+    let replacements = match args.get(2) {
+        Some(array) => strings(array)?,
+        None => vec![Some(String::new())],
+    };
+    let mut compiled: Option<(String, regex::Regex)> = None;
+    let mut out = StringBuilder::new();
+    for row in 0..rows {
+        let (Some(text), Some(pattern), Some(replacement)) =
+            (at(&texts, row), at(&patterns, row), at(&replacements, row))
+        else {
+            out.append_null();
+            continue;
+        };
+        if compiled.as_ref().is_none_or(|(source, _)| *source != pattern) {
+            let regex = regex::Regex::new(&pattern)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("regexp_replace: {e}")))?;
+            compiled = Some((pattern.clone(), regex));
+        }
+        let (_, regex) = compiled.as_ref().expect("compiled above");
+        out.append_value(regex.replace_all(&text, replacement.as_str()));
+    }
+    Ok(Arc::new(out.finish()))
+}
+
 /// Trino's date field functions (`day_of_week`, `hour`, ...).
 fn field_function(name: &'static str, field: fn(NaiveDateTime) -> i64) -> ScalarUDF {
     #[derive(Debug)]
@@ -584,7 +613,16 @@ pub fn register(context: &SessionContext) {
         function("date", 1, date, to_date),
         function("contains", 2, boolean, contains),
     ];
-    for udf in functions {
+    let variadic = [ScalarUDF::new_from_impl(TrinoFunction {
+        name: "regexp_replace",
+        signature: Signature::one_of(
+            vec![datafusion::logical_expr::TypeSignature::Any(2), datafusion::logical_expr::TypeSignature::Any(3)],
+            Volatility::Immutable,
+        ),
+        return_type: utf8,
+        invoke: regexp_replace,
+    })];
+    for udf in functions.into_iter().chain(variadic) {
         context.register_udf(udf);
     }
     type Field = fn(NaiveDateTime) -> i64;

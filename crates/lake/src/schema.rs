@@ -93,6 +93,7 @@ pub static CLOUDTRAIL_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("sharedeventid"),
         text("annotation"),
         text("vpcendpointid"),
+        text("vpcendpointaccountid"),
         string_map("serviceeventdetails"),
         string_map("addendum"),
         string_map("edgedevicedetails"),
@@ -139,7 +140,7 @@ pub fn schema_for(category: StoreCategory) -> SchemaRef {
 /// CloudTrail's spelling of a column name (`eventname` -> `eventName`), for result columns of
 /// `SELECT *`. Unknown names come back unchanged.
 pub fn canonical_name(lower: &str) -> &str {
-    const NAMES: [&str; 44] = [
+    const NAMES: [&str; 45] = [
         "eventVersion",
         "userIdentity",
         "eventTime",
@@ -164,6 +165,7 @@ pub fn canonical_name(lower: &str) -> &str {
         "sharedEventID",
         "annotation",
         "vpcEndpointId",
+        "vpcEndpointAccountId",
         "serviceEventDetails",
         "addendum",
         "edgeDeviceDetails",

@@ -13,7 +13,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Visit, Visitor, visit_relations_mut,
+    AccessExpr, Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Visit, Visitor,
+    visit_expressions_mut, visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -208,6 +209,37 @@ fn result_names(statement: &Statement) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Trino reads a field of any struct-valued expression (`element_at(resources, 1).arn`); the
+/// engine only of columns, so such accesses become `get_field(expression, 'field')`.
+fn field_access_on_expressions(statement: &mut Statement) -> Result<(), BridgeError> {
+    let rewritten = visit_expressions_mut(statement, |expr| {
+        let Expr::CompoundFieldAccess { root, access_chain } = expr else { return ControlFlow::Continue(()) };
+        if matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            return ControlFlow::Continue(());
+        }
+        let mut text = root.to_string();
+        for access in access_chain.iter() {
+            match access {
+                AccessExpr::Dot(Expr::Identifier(field)) => {
+                    text = format!("get_field({text}, '{}')", field.value.replace('\'', "''"));
+                }
+                _ => return ControlFlow::Continue(()),
+            }
+        }
+        match Parser::new(&GenericDialect {}).try_with_sql(&text).and_then(|mut parser| parser.parse_expr()) {
+            Ok(replacement) => {
+                *expr = replacement;
+                ControlFlow::Continue(())
+            }
+            Err(error) => ControlFlow::Break(invalid(format!("Query statement is not valid SQL: {error}"))),
+        }
+    });
+    match rewritten {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// Bridges `sql`; `resolve` maps a table name (an ID or ARN, as written) to the ID of one of
 /// the caller's event data stores.
 pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<BridgedQuery, BridgeError> {
@@ -251,6 +283,7 @@ pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<Bri
     if let ControlFlow::Break(error) = resolved {
         return Err(error);
     }
+    field_access_on_expressions(&mut statement)?;
     if store_ids.is_empty() {
         return Err(invalid("The query must read at least one event data store (FROM <event data store ID>)."));
     }
@@ -295,6 +328,13 @@ mod tests {
         let bridged = bridge(&sql, resolve).unwrap();
         assert_eq!(bridged.store_ids, vec![ID.to_string()]);
         assert_eq!(bridged.column_names.unwrap(), vec!["eventID".to_string()]);
+    }
+
+    #[test]
+    fn fields_of_expressions_become_get_field() {
+        let sql = format!("SELECT element_at(resources, 1).arn FROM {ID}");
+        let text = bridge(&sql, resolve).unwrap().statement.to_string();
+        assert!(text.contains("get_field(element_at(resources, 1), 'arn')"), "{text}");
     }
 
     #[test]
