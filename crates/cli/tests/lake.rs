@@ -378,6 +378,10 @@ fn aws_cli_sends_audit_events_through_a_channel_and_queries_them() {
     assert_eq!(put["successful"].as_array().unwrap().len(), 3, "{put}");
     assert_eq!(put["failed"][0]["id"], "bad");
     assert_eq!(put["failed"][0]["errorCode"], "FieldNotFound");
+    let channel_now = aws(&server, &["cloudtrail", "get-channel", "--channel", &channel_arn]);
+    let status = &channel_now["IngestionStatus"];
+    assert_eq!(status["LatestIngestionSuccessEventID"], put["successful"][2]["eventID"], "{channel_now}");
+    assert_eq!(status["LatestIngestionErrorCode"], "FieldNotFound");
 
     let sql = format!(
         "SELECT eventData.eventName AS name, COUNT(*) AS n, element_at(eventData.requestParameters, 'tries') AS tries \

@@ -158,7 +158,45 @@ fn policy_allows(policy: &str, caller: &Caller, external_id: Option<&str>) -> bo
     })
 }
 
+/// Where a channel's latest ingestion is kept (for `GetChannel`'s `IngestionStatus`).
+pub(crate) fn ingestion_state_key(channel_arn: &str) -> String {
+    format!("channel-ingestion/{channel_arn}")
+}
+
 impl OpenTrail {
+    /// Records the outcome of a PutAuditEvents call for `GetChannel`; best effort, as the events
+    /// themselves are already durable.
+    fn note_ingestion(&self, channel_arn: &str, now: chrono::DateTime<Utc>, successful: &[Value], failed: &[Value]) {
+        let key = ingestion_state_key(channel_arn);
+        let mut status = self
+            .store
+            .consumer_state(&key)
+            .ok()
+            .flatten()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .unwrap_or_else(|| json!({}));
+        let seconds = now.timestamp_millis() as f64 / 1000.0;
+        let last_attempt =
+            successful.last().map(|s| s["eventID"].clone()).or_else(|| failed.last().map(|f| f["id"].clone()));
+        status["LatestIngestionAttemptTime"] = json!(seconds);
+        status["LatestIngestionAttemptEventID"] = last_attempt.unwrap_or(Value::Null);
+        if let Some(last) = successful.last() {
+            status["LatestIngestionSuccessTime"] = json!(seconds);
+            status["LatestIngestionSuccessEventID"] = last["eventID"].clone();
+        }
+        match failed.first() {
+            Some(failure) => status["LatestIngestionErrorCode"] = failure["errorCode"].clone(),
+            None => {
+                if let Some(map) = status.as_object_mut() {
+                    map.remove("LatestIngestionErrorCode");
+                }
+            }
+        }
+        if let Err(error) = self.store.save_consumer_state(&key, Some(&status.to_string())) {
+            tracing::warn!(%error, "cannot record a channel's ingestion status");
+        }
+    }
+
     /// Finds the channel a `channelArn` parameter names (an ARN, or an ID of the caller's).
     fn audit_channel(&self, caller: &Caller, channel: &str) -> ServiceResult<Channel> {
         let invalid = || err(ErrorCode::InvalidChannelArn, format!("The channel ARN {channel} is not valid."));
@@ -266,6 +304,7 @@ impl OpenTrail {
         if !records.is_empty() {
             self.append_records(&records).await.map_err(ServiceError::internal)?;
         }
+        self.note_ingestion(&channel.arn(), now, &successful, &failed);
         tracing::debug!(accepted = records.len(), refused = failed.len(), at = %format_event_time(now), "PutAuditEvents");
         Ok(json!({"successful": successful, "failed": failed}))
     }

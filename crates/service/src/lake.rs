@@ -1040,7 +1040,10 @@ impl LakeOps<'_> {
         let state = self.load()?;
         let channel = Self::find_channel(&state.channels, &input.channel)?;
         let mut output = channel_shape(channel);
-        output["IngestionStatus"] = json!({});
+        let key = crate::audit_events::ingestion_state_key(&channel.arn());
+        let status = self.store.consumer_state(&key).map_err(ServiceError::internal)?;
+        output["IngestionStatus"] =
+            status.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_else(|| json!({}));
         Ok(output)
     }
 
