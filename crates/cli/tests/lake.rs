@@ -542,3 +542,66 @@ async fn imports_from_a_bucket_and_from_a_folder() {
     let rows = query(&ct, &format!("SELECT COUNT(*) FROM {id} WHERE eventName = 'AttachUserPolicy'")).await;
     assert_eq!(rows, vec![vec![("_col0".into(), "15".into())]]);
 }
+
+#[tokio::test]
+async fn query_results_are_delivered_to_a_bucket_with_a_signature_file() {
+    let server = TestServer::start();
+    let ct = client(&server, ROOT_A, "us-east-1");
+    let s3 = s3_client(&server.endpoint, ROOT_A);
+    let store = ct.create_event_data_store().name("delivered").send().await.unwrap();
+    let id = store.event_data_store_arn().unwrap().rsplit('/').next().unwrap().to_string();
+    ct.describe_trails().send().await.unwrap();
+    wait_for_events(&ct, &id, "DescribeTrails", 1).await;
+
+    let missing = ct
+        .start_query()
+        .query_statement(format!("SELECT eventName FROM {id}"))
+        .delivery_s3_uri("s3://no-such-bucket-here/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(missing), "S3BucketDoesNotExistException");
+
+    let sql =
+        format!("SELECT eventName, COUNT(*) AS n FROM {id} WHERE eventName = 'DescribeTrails' GROUP BY eventName");
+    let started =
+        ct.start_query().query_statement(&sql).delivery_s3_uri("s3://test-bucket/lake-results/").send().await.unwrap();
+    let query_id = started.query_id().unwrap().to_string();
+    let mut delivered = false;
+    for _ in 0..200 {
+        let described = ct.describe_query().query_id(&query_id).send().await.unwrap();
+        match described.delivery_status().map(|s| s.as_str()) {
+            Some("SUCCESS") => {
+                delivered = true;
+                assert_eq!(described.delivery_s3_uri(), Some("s3://test-bucket/lake-results/"));
+                break;
+            }
+            Some("PENDING") | None => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("delivery ended {other:?}"),
+        }
+    }
+    assert!(delivered, "the results were delivered");
+    let listed = s3.list_objects_v2().bucket("test-bucket").prefix("lake-results/").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    let folder = format!("lake-results/AWSLogs/{ACCOUNT_A}/CloudTrail-Lake/Query/");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with(&folder) && k.contains(&query_id)), "{keys:?}");
+    let csv_key = keys.iter().find(|k| k.ends_with("/result_1.csv.gz")).unwrap();
+    let object = async |key: &str| {
+        let response = s3.get_object().bucket("test-bucket").key(key).send().await.unwrap();
+        response.body.collect().await.unwrap().into_bytes()
+    };
+    let gzipped = object(csv_key).await;
+    let mut csv = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut csv).unwrap();
+    assert_eq!(csv, "eventName,n\nDescribeTrails,1\n");
+    let sign_key = keys.iter().find(|k| k.ends_with("/result_sign.json")).unwrap();
+    let sign = object(sign_key).await;
+    let sign: serde_json::Value = serde_json::from_slice(&sign).unwrap();
+    use sha2::Digest;
+    assert_eq!(sign["files"][0]["fileHashValue"], hex::encode(sha2::Sha256::digest(&gzipped)));
+    assert_eq!(sign["signatureAlgorithm"], "SHA256withRSA");
+    let keys = ct.list_public_keys().send().await.unwrap();
+    let fingerprints: Vec<&str> = keys.public_key_list().iter().filter_map(|k| k.fingerprint()).collect();
+    assert!(fingerprints.contains(&sign["publicKeyFingerprint"].as_str().unwrap()));
+}

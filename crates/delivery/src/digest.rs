@@ -100,15 +100,15 @@ pub fn signing_string(document: &DigestDocument, uncompressed_sha256_hex: &str) 
 pub fn sign_digest(document: &DigestDocument, private_key_der: &[u8]) -> Result<SignedDigest, SigningError> {
     let uncompressed = serde_json::to_vec(document).expect("a digest always serialises");
     let sha256_hex = hex::encode(Sha256::digest(&uncompressed));
+    let signature_hex = sign_string(private_key_der, &signing_string(document, &sha256_hex))?;
+    Ok(SignedDigest { gzipped: crate::logfile::gzip(&uncompressed), uncompressed, sha256_hex, signature_hex })
+}
+
+/// Signs a string (RSASSA-PKCS1-v1_5 with SHA-256) with a PKCS#1 DER private key; hex.
+pub fn sign_string(private_key_der: &[u8], text: &str) -> Result<String, SigningError> {
     let key = RsaPrivateKey::from_pkcs1_der(private_key_der).map_err(|e| SigningError::BadKey(e.to_string()))?;
-    let signer = SigningKey::<Sha256>::new(key);
-    let signature = signer.sign(signing_string(document, &sha256_hex).as_bytes());
-    Ok(SignedDigest {
-        gzipped: crate::logfile::gzip(&uncompressed),
-        uncompressed,
-        sha256_hex,
-        signature_hex: hex::encode(signature.to_bytes()),
-    })
+    let signature = SigningKey::<Sha256>::new(key).sign(text.as_bytes());
+    Ok(hex::encode(signature.to_bytes()))
 }
 
 /// Checks a hex signature over a signing string with a PKCS#1 DER public key.

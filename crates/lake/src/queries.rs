@@ -244,6 +244,15 @@ impl QueryService {
         Ok(Some(query))
     }
 
+    /// Records how delivering the results to a bucket went (`SUCCESS`, `FAILED`, ...).
+    pub fn set_delivery_status(&self, account: &AccountId, id: &str, status: &str) -> Result<(), LakeError> {
+        let _running = self.running();
+        let Some(document) = self.store.query(account, id)? else { return Ok(()) };
+        let mut query: Query = serde_json::from_str(&document)?;
+        query.delivery_status = Some(status.to_string());
+        self.save(&query)
+    }
+
     pub fn list(&self, account: &AccountId, since_ms: i64) -> Result<Vec<Query>, LakeError> {
         let documents = self.store.list_queries(account, since_ms)?;
         let mut queries = Vec::with_capacity(documents.len());

@@ -340,6 +340,7 @@ fn query_status_filter(text: Option<&str>) -> ServiceResult<Option<QueryStatus>>
 
 pub struct LakeOps<'a> {
     pub shared_store: &'a Arc<dyn ControlStore>,
+    pub delivery: &'a Arc<crate::delivery::DeliveryContext>,
     pub tables: &'a Arc<ParquetLake>,
     pub buckets: &'a LocalBuckets,
     pub store: &'a dyn ControlStore,
@@ -754,18 +755,24 @@ impl LakeOps<'_> {
                 "A query statement can be at most 10000 characters long.",
             ));
         }
-        if input.delivery_s3_uri.is_some() {
-            return Err(err(
-                ErrorCode::UnsupportedOperation,
-                "OpenTrail does not deliver query results to S3 in this version; read them with GetQueryResults.",
-            ));
+        if let Some(uri) = &input.delivery_s3_uri {
+            let Some((bucket, _)) = crate::query_delivery::parse_delivery_uri(uri) else {
+                return Err(err(
+                    ErrorCode::InvalidS3BucketName,
+                    format!("DeliveryS3Uri {uri} is not s3://bucket[/prefix]."),
+                ));
+            };
+            if uri.len() > 1024 {
+                return Err(err(ErrorCode::InvalidS3Prefix, "DeliveryS3Uri can be at most 1024 characters long."));
+            }
+            self.delivery.check_bucket(self.store, &self.caller.principal.account, &bucket)?;
         }
         let state = self.load()?;
         let started = tokio::runtime::Handle::current().block_on(self.queries.start(
             &self.caller.principal.account,
             &self.caller.region,
             &statement,
-            None,
+            input.delivery_s3_uri.clone(),
             &state.stores,
         ));
         let query = started.map_err(|error| match error {
@@ -779,6 +786,16 @@ impl LakeOps<'_> {
             if let Some(store) = state.stores.iter().find(|s| &s.id == id) {
                 Self::note_store(self.resources, store);
             }
+        }
+        if let Some(uri) = &query.delivery_s3_uri {
+            crate::query_delivery::spawn(
+                self.queries.clone(),
+                self.delivery.clone(),
+                query.account.clone(),
+                query.region.clone(),
+                query.id.clone(),
+                uri.clone(),
+            );
         }
         Ok(json!({"QueryId": query.id, "EventDataStoreOwnerAccountId": self.caller.principal.account.as_str()}))
     }
@@ -818,6 +835,10 @@ impl LakeOps<'_> {
         });
         if let Some(message) = &query.error_message {
             output["ErrorMessage"] = json!(message);
+        }
+        if let Some(uri) = &query.delivery_s3_uri {
+            output["DeliveryS3Uri"] = json!(uri);
+            output["DeliveryStatus"] = json!(query.delivery_status.as_deref().unwrap_or("PENDING"));
         }
         Ok(output)
     }

@@ -20,6 +20,7 @@ mod lake;
 pub use lake::import_local_folder;
 mod lookup;
 mod paging;
+mod query_delivery;
 mod trails;
 
 use std::path::Path;
@@ -398,13 +399,14 @@ impl OpenTrail {
 
     async fn dispatch_lake(&self, caller: &Caller, operation: &str, input: Value) -> (CallOutcome, Vec<Resource>) {
         let (store, journal, queries) = (self.store.clone(), self.journal.clone(), self.queries.clone());
-        let (tables, buckets) = (self.lake_tables.clone(), self.buckets.clone());
+        let (tables, buckets, delivery) = (self.lake_tables.clone(), self.buckets.clone(), self.delivery.clone());
         let caller = caller.clone();
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let mut resources = Vec::new();
             let mut ops = lake::LakeOps {
                 shared_store: &store,
+                delivery: &delivery,
                 tables: &tables,
                 buckets: &buckets,
                 store: store.as_ref(),
