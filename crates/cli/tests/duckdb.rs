@@ -157,8 +157,8 @@ fn questions(access_key: &str, day: &str) -> Vec<(String, String)> {
             ),
         ),
         (
-            format!("SELECT eventID, eventName FROM {{id}} WHERE userIdentity.accessKeyId = '{access_key}' ORDER BY eventID"),
-            format!("SELECT {i}, {n} FROM {{json}} WHERE {k} = '{access_key}' ORDER BY 1", i = j("eventID"), n = j("eventName"), k = j("userIdentity.accessKeyId")),
+            format!("SELECT eventID, eventName FROM {{id}} WHERE userIdentity.accessKeyId = '{access_key}' ORDER BY eventID, eventName"),
+            format!("SELECT {i}, {n} FROM {{json}} WHERE {k} = '{access_key}' ORDER BY 1, 2", i = j("eventID"), n = j("eventName"), k = j("userIdentity.accessKeyId")),
         ),
         (
             "SELECT element_at(requestParameters, 'bucketName') AS bucket, COUNT(*) AS n FROM {id} WHERE eventSource = 's3.amazonaws.com' GROUP BY 1 ORDER BY 1".into(),
