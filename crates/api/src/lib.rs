@@ -203,20 +203,37 @@ async fn read_limited_body(body: Body) -> Option<Bytes> {
     (seen <= MAX_BODY_BYTES).then(|| Bytes::from(collected))
 }
 
+/// Reads a request's body within the size limit and authenticates it for `service_name`; the
+/// error case is the response to send.
+async fn authenticated(
+    service: &OpenTrail,
+    request: Request<Body>,
+    service_name: &str,
+    request_id: &str,
+) -> Result<(Parts, Bytes, Caller), Response> {
+    let (parts, body) = request.into_parts();
+    let Some(body) = read_limited_body(body).await else {
+        return Err(protocol::error_of(
+            request_id,
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
+        ));
+    };
+    match authenticate(service, &parts, &body, service_name) {
+        Ok(caller) => Ok((parts, body, caller)),
+        Err(error) => {
+            tracing::debug!(%error, "authentication failed");
+            Err(auth_error_response(request_id, &error))
+        }
+    }
+}
+
 /// `cloudtrail-data` `PutAuditEvents` (REST-JSON, SigV4 service `cloudtrail-data`).
 async fn handle_put_audit_events(State(service): State<Arc<OpenTrail>>, request: Request<Body>) -> Response {
     let request_id = new_request_id();
-    let (parts, body) = request.into_parts();
-    let Some(body) = read_limited_body(body).await else {
-        return protocol::error_of(
-            &request_id,
-            ErrorCode::RequestEntityTooLarge,
-            format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
-        );
-    };
-    let caller = match authenticate(&service, &parts, &body, "cloudtrail-data") {
-        Ok(caller) => caller,
-        Err(error) => return auth_error_response(&request_id, &error),
+    let (parts, body, caller) = match authenticated(&service, request, "cloudtrail-data", &request_id).await {
+        Ok(authenticated) => authenticated,
+        Err(response) => return response,
     };
     let parameters: Vec<(String, String)> = parts
         .uri
@@ -236,20 +253,9 @@ async fn handle_json_call(
     request: Request<Body>,
 ) -> Response {
     let request_id = new_request_id();
-    let (parts, body) = request.into_parts();
-    let Some(body) = read_limited_body(body).await else {
-        return protocol::error_of(
-            &request_id,
-            ErrorCode::RequestEntityTooLarge,
-            format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
-        );
-    };
-    let caller = match authenticate(&service, &parts, &body, "cloudtrail") {
-        Ok(caller) => caller,
-        Err(error) => {
-            tracing::debug!(%error, "authentication failed");
-            return auth_error_response(&request_id, &error);
-        }
+    let (parts, body, caller) = match authenticated(&service, request, "cloudtrail", &request_id).await {
+        Ok(authenticated) => authenticated,
+        Err(response) => return response,
     };
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let operation = protocol::operation_from_target(target).unwrap_or(target);
