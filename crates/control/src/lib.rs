@@ -240,6 +240,43 @@ impl SqliteStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().expect("control store lock")
     }
+
+    /// Runs `apply` in one transaction if the account's version in `versions` (a table of ours)
+    /// is still `expected`, and moves the version on with it; [`StoreError::Conflict`] otherwise.
+    fn versioned_change(
+        &self,
+        versions: &'static str,
+        account: &AccountId,
+        expected: i64,
+        apply: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = account_version(&txn, versions, account)?;
+        if current != expected {
+            return Err(StoreError::Conflict);
+        }
+        apply(&txn)?;
+        txn.execute(
+            &format!(
+                "INSERT INTO {versions} (account_id, version) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET version = excluded.version"
+            ),
+            params![account.as_str(), current + 1],
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// An account's version in a versions table; 0 before its first change.
+fn account_version(connection: &Connection, versions: &'static str, account: &AccountId) -> rusqlite::Result<i64> {
+    Ok(connection
+        .query_row(&format!("SELECT version FROM {versions} WHERE account_id = ?1"), [account.as_str()], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .unwrap_or(0))
 }
 
 impl ControlStore for SqliteStore {
@@ -346,10 +383,7 @@ impl ControlStore for SqliteStore {
 
     fn load_lake(&self, account: &AccountId) -> Result<AccountLake, StoreError> {
         let connection = self.lock();
-        let version = connection
-            .query_row("SELECT version FROM lake_versions WHERE account_id = ?1", [account.as_str()], |row| row.get(0))
-            .optional()?
-            .unwrap_or(0);
+        let version = account_version(&connection, "lake_versions", account)?;
         let mut statement = connection
             .prepare("SELECT kind, id, document FROM lake_resources WHERE account_id = ?1 ORDER BY kind, id")?;
         let rows = statement
@@ -376,35 +410,22 @@ impl ControlStore for SqliteStore {
         expected_version: i64,
         changes: &[LakeChange],
     ) -> Result<(), StoreError> {
-        let mut connection = self.lock();
-        let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: i64 = txn
-            .query_row("SELECT version FROM lake_versions WHERE account_id = ?1", [account.as_str()], |row| row.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if current != expected_version {
-            return Err(StoreError::Conflict);
-        }
-        for change in changes {
-            match change {
-                LakeChange::Put(document) => txn.execute(
-                    "INSERT INTO lake_resources (account_id, kind, id, document) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (account_id, kind, id) DO UPDATE SET document = excluded.document",
-                    params![account.as_str(), document.kind.as_str(), document.id, document.document],
-                )?,
-                LakeChange::Delete { kind, id } => txn.execute(
-                    "DELETE FROM lake_resources WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
-                    params![account.as_str(), kind.as_str(), id],
-                )?,
-            };
-        }
-        txn.execute(
-            "INSERT INTO lake_versions (account_id, version) VALUES (?1, ?2)
-             ON CONFLICT (account_id) DO UPDATE SET version = excluded.version",
-            params![account.as_str(), current + 1],
-        )?;
-        txn.commit()?;
-        Ok(())
+        self.versioned_change("lake_versions", account, expected_version, |txn| {
+            for change in changes {
+                match change {
+                    LakeChange::Put(document) => txn.execute(
+                        "INSERT INTO lake_resources (account_id, kind, id, document) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (account_id, kind, id) DO UPDATE SET document = excluded.document",
+                        params![account.as_str(), document.kind.as_str(), document.id, document.document],
+                    )?,
+                    LakeChange::Delete { kind, id } => txn.execute(
+                        "DELETE FROM lake_resources WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                        params![account.as_str(), kind.as_str(), id],
+                    )?,
+                };
+            }
+            Ok(())
+        })
     }
 
     fn put_query(&self, account: &AccountId, id: &str, created_ms: i64, document: &str) -> Result<(), StoreError> {
@@ -452,12 +473,7 @@ impl ControlStore for SqliteStore {
 
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError> {
         let connection = self.lock();
-        let version = connection
-            .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
-                row.get(0)
-            })
-            .optional()?
-            .unwrap_or(0);
+        let version = account_version(&connection, "account_versions", account)?;
         let mut statement = connection.prepare("SELECT document FROM trails WHERE account_id = ?1 ORDER BY arn")?;
         let documents =
             statement.query_map([account.as_str()], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
@@ -472,41 +488,22 @@ impl ControlStore for SqliteStore {
         expected_version: i64,
         changes: &[TrailChange],
     ) -> Result<(), StoreError> {
-        let mut connection = self.lock();
-        let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: i64 = txn
-            .query_row("SELECT version FROM account_versions WHERE account_id = ?1", [account.as_str()], |row| {
-                row.get(0)
-            })
-            .optional()?
-            .unwrap_or(0);
-        if current != expected_version {
-            return Err(StoreError::Conflict);
-        }
-        for change in changes {
-            match change {
-                TrailChange::Put(trail) => {
-                    txn.execute(
+        self.versioned_change("account_versions", account, expected_version, |txn| {
+            for change in changes {
+                match change {
+                    TrailChange::Put(trail) => txn.execute(
                         "INSERT INTO trails (account_id, arn, document) VALUES (?1, ?2, ?3)
                          ON CONFLICT (account_id, arn) DO UPDATE SET document = excluded.document",
                         params![account.as_str(), trail.arn(), serde_json::to_string(trail)?],
-                    )?;
-                }
-                TrailChange::Delete { arn } => {
-                    txn.execute(
+                    )?,
+                    TrailChange::Delete { arn } => txn.execute(
                         "DELETE FROM trails WHERE account_id = ?1 AND arn = ?2",
                         params![account.as_str(), arn],
-                    )?;
-                }
+                    )?,
+                };
             }
-        }
-        txn.execute(
-            "INSERT INTO account_versions (account_id, version) VALUES (?1, ?2)
-             ON CONFLICT (account_id) DO UPDATE SET version = excluded.version",
-            params![account.as_str(), current + 1],
-        )?;
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -1465,12 +1465,13 @@ impl LakeOps<'_> {
                         return Err(err(ErrorCode::InvalidParameter, "An import has exactly one destination."));
                     };
                     let s3 = new_source.expect("checked above");
+                    let destination = Self::find_store(&state.stores, destination)?;
                     Import {
                         id: uuid::Uuid::new_v4().to_string(),
                         account: caller.principal.account.clone(),
                         region: caller.region.clone(),
-                        store_id: Self::find_store(&state.stores, destination)?.id.clone(),
-                        destination_arn: Self::find_store(&state.stores, destination)?.arn(),
+                        store_id: destination.id.clone(),
+                        destination_arn: destination.arn(),
                         source_uri: s3.s3_location_uri.clone(),
                         source_region: s3.s3_bucket_region.clone(),
                         source_role_arn: s3.s3_bucket_access_role_arn.clone(),
