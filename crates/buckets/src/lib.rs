@@ -223,7 +223,7 @@ fn default_true() -> bool {
 /// A bucket on an S3-compatible endpoint, written with `object_store`.
 pub struct RemoteDestination {
     bucket: String,
-    store: AmazonS3,
+    store: Arc<AmazonS3>,
 }
 
 impl RemoteDestination {
@@ -243,7 +243,12 @@ impl RemoteDestination {
             .with_retry(retry)
             .build()
             .map_err(store_error)?;
-        Ok(Self { bucket: config.bucket.clone(), store })
+        Ok(Self { bucket: config.bucket.clone(), store: Arc::new(store) })
+    }
+
+    /// The bucket as an object store (imports read log files through it).
+    pub fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.store.clone()
     }
 }
 

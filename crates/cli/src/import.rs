@@ -19,6 +19,9 @@ pub struct ImportArgs {
     pub event_data_store: String,
     #[arg(long, default_value = "./opentrail-data")]
     pub data_dir: PathBuf,
+    /// The server's config file, when its lake lives in a remote bucket (`[lake] bucket`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Only events from this time on (RFC 3339, epoch seconds, or a time ago such as 30d).
     #[arg(long)]
     pub start_time: Option<String>,
@@ -42,13 +45,17 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         bar.set_position(import.statistics.files_completed);
         bar.set_message(format!("{} events", import.statistics.events_completed));
     };
+    let options = match &args.config {
+        Some(path) => opentrail_service::Config::load(path)?.service_options()?,
+        None => opentrail_service::ServiceOptions::default(),
+    };
     let started = std::time::Instant::now();
     let import = opentrail_service::import_local_folder(
         &args.data_dir,
+        &options,
         &args.path,
         &args.event_data_store,
-        start,
-        end,
+        (start, end),
         &on_plan,
         &on_progress,
     )

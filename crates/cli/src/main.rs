@@ -159,7 +159,7 @@ fn load_config(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Config> 
 async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -> Result<()> {
     let config = load_config(config.as_ref(), &listen)?;
     let credentials = Credentials::from_config(&config)?;
-    let options = config.delivery_options()?;
+    let options = config.service_options()?;
     tracing::info!(
         delivery_interval = ?options.settings.delivery_interval,
         digest_interval = ?options.settings.digest_interval,

@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -428,70 +427,6 @@ fn delivered_files_are_announced_to_the_trails_webhook() {
         })
         .await;
     });
-}
-
-fn s3s_fs_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("CARGO_HOME").map(|home| PathBuf::from(home).join("bin/s3s-fs")),
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/s3s-fs")),
-    ];
-    let found = candidates.into_iter().flatten().find(|path| path.exists());
-    if found.is_none() {
-        assert!(std::env::var_os("OPENTRAIL_REQUIRE_S3S_FS").is_none(), "s3s-fs is required but not installed");
-        eprintln!("SKIPPED: s3s-fs is not installed (cargo install s3s-fs --version 0.14.1 --features binary)");
-    }
-    found
-}
-
-struct ExternalS3 {
-    binary: PathBuf,
-    folder: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl ExternalS3 {
-    fn start(binary: PathBuf, folder: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        std::fs::create_dir_all(folder).unwrap();
-        let mut external = Self { binary, folder: folder.to_owned(), port, child: None };
-        external.launch();
-        external
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", "ext-key"])
-            .args(["--secret-key", "ext-secret"])
-            .arg(&self.folder)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for ExternalS3 {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[test]

@@ -450,6 +450,31 @@ fn log_key(day: &str, name: &str) -> String {
     )
 }
 
+fn s3_source(uri: &str) -> aws_sdk_cloudtrail::types::ImportSource {
+    aws_sdk_cloudtrail::types::ImportSource::builder()
+        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
+            .s3_location_uri(uri)
+            .s3_bucket_region("us-east-1")
+            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
+            .build()
+            .unwrap())
+        .build()
+}
+
+async fn completed_import(ct: &Client, import_id: &str) -> aws_sdk_cloudtrail::operation::get_import::GetImportOutput {
+    for _ in 0..400 {
+        let got = ct.get_import().import_id(import_id).send().await.unwrap();
+        match got.import_status().unwrap().as_str() {
+            "COMPLETED" => return got,
+            "INITIALIZING" | "IN_PROGRESS" => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => {
+                panic!("the import ended {other}: {:?}", ct.list_import_failures().import_id(import_id).send().await)
+            }
+        }
+    }
+    panic!("the import did not complete");
+}
+
 #[tokio::test]
 async fn imports_from_a_bucket_and_from_a_folder() {
     let server = TestServer::start();
@@ -469,26 +494,10 @@ async fn imports_from_a_bucket_and_from_a_folder() {
     for (key, body) in objects {
         s3.put_object().bucket("test-bucket").key(key).body(body.into()).send().await.unwrap();
     }
-    let source = aws_sdk_cloudtrail::types::ImportSource::builder()
-        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
-            .s3_location_uri("s3://test-bucket/")
-            .s3_bucket_region("us-east-1")
-            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
-            .build()
-            .unwrap())
-        .build();
-    let started = ct.start_import().destinations(&arn).import_source(source.clone()).send().await.unwrap();
+    let started =
+        ct.start_import().destinations(&arn).import_source(s3_source("s3://test-bucket/")).send().await.unwrap();
     let import_id = started.import_id().unwrap().to_string();
-    let mut finished = None;
-    for _ in 0..200 {
-        let got = ct.get_import().import_id(&import_id).send().await.unwrap();
-        if got.import_status().unwrap().as_str() == "COMPLETED" {
-            finished = Some(got);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let finished = finished.expect("the import completes");
+    let finished = completed_import(&ct, &import_id).await;
     let statistics = finished.import_statistics().unwrap();
     assert_eq!(statistics.files_completed(), Some(3));
     assert_eq!(statistics.events_completed(), Some(50));
@@ -502,15 +511,13 @@ async fn imports_from_a_bucket_and_from_a_folder() {
     assert_eq!(listed.imports().len(), 1);
     let unknown = ct.get_import().import_id("00000000-0000-4000-8000-000000000000").send().await.unwrap_err();
     assert_eq!(error_code(unknown), "ImportNotFoundException");
-    let bad_source = aws_sdk_cloudtrail::types::ImportSource::builder()
-        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
-            .s3_location_uri("s3://no-such-bucket-here/")
-            .s3_bucket_region("us-east-1")
-            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
-            .build()
-            .unwrap())
-        .build();
-    let refused = ct.start_import().destinations(&arn).import_source(bad_source).send().await.unwrap_err();
+    let refused = ct
+        .start_import()
+        .destinations(&arn)
+        .import_source(s3_source("s3://no-such-bucket-here/"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(refused), "InvalidImportSourceException");
 
     let sql = format!(
@@ -541,6 +548,66 @@ async fn imports_from_a_bucket_and_from_a_folder() {
     assert!(summary.contains("COMPLETED: 1 files, 15 events"), "{summary}");
     let rows = query(&ct, &format!("SELECT COUNT(*) FROM {id} WHERE eventName = 'AttachUserPolicy'")).await;
     assert_eq!(rows, vec![vec![("_col0".into(), "15".into())]]);
+}
+
+/// Another S3-compatible server (`s3s-fs`) holds both a trail's old log files, which StartImport
+/// reads (under the prefix only), and the lake itself (`[lake] bucket`): imported and live
+/// events are written there as Parquet and queried from there.
+#[tokio::test]
+async fn imports_from_and_keeps_the_lake_on_an_s3_compatible_server() {
+    let Some(binary) = s3s_fs_binary() else { return };
+    let folder = tempfile::tempdir().unwrap();
+    let external = ExternalS3::start(binary, folder.path());
+    let outside = s3_client(&external.endpoint(), ("ext-key", "ext-secret"));
+    let mut config = String::from("[lake]\nbucket = \"lake-tables\"\n");
+    for bucket in ["old-trail-logs", "lake-tables"] {
+        outside.create_bucket().bucket(bucket).send().await.unwrap();
+        config.push_str(&format!(
+            "[[remote_buckets]]\nbucket = \"{bucket}\"\nendpoint_url = \"{}\"\naccess_key_id = \"ext-key\"\nsecret_access_key = \"ext-secret\"\n",
+            external.endpoint()
+        ));
+    }
+    let server = TestServer::start_with(&config, &[]);
+    let ct = client(&server, ROOT_A, "us-east-1");
+    let day = |ago: i64| (chrono::Utc::now() - chrono::Duration::days(ago)).format("%Y-%m-%d").to_string();
+    let objects = [
+        (format!("org/{}", log_key(&day(5), "a")), log_file(&day(5), 12, "RunInstances")),
+        (format!("org/{}", log_key(&day(6), "b")), log_file(&day(6), 8, "StopInstances")),
+        (format!("elsewhere/{}", log_key(&day(6), "c")), log_file(&day(6), 99, "TerminateInstances")),
+    ];
+    for (key, body) in objects {
+        outside.put_object().bucket("old-trail-logs").key(key).body(body.into()).send().await.unwrap();
+    }
+    let store = ct.create_event_data_store().name("from-outside").start_ingestion(false).send().await.unwrap();
+    let arn = store.event_data_store_arn().unwrap().to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let started =
+        ct.start_import().destinations(&arn).import_source(s3_source("s3://old-trail-logs/org/")).send().await.unwrap();
+    let finished = completed_import(&ct, started.import_id().unwrap()).await;
+    let statistics = finished.import_statistics().unwrap();
+    assert_eq!((statistics.files_completed(), statistics.events_completed()), (Some(2), Some(20)));
+    assert_eq!(statistics.failed_entries(), Some(0));
+    let rows = query(&ct, &format!("SELECT eventName, COUNT(*) AS n FROM {id} GROUP BY 1 ORDER BY 1")).await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![("eventName".into(), "RunInstances".into()), ("n".into(), "12".into())],
+            vec![("eventName".into(), "StopInstances".into()), ("n".into(), "8".into())],
+        ]
+    );
+
+    let live = ct.create_event_data_store().name("live").send().await.unwrap();
+    let live_id = live.event_data_store_arn().unwrap().rsplit('/').next().unwrap().to_string();
+    ct.describe_trails().send().await.unwrap();
+    wait_for_events(&ct, &live_id, "DescribeTrails", 1).await;
+    let listed = outside.list_objects_v2().bucket("lake-tables").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    for store_id in [&id, &live_id] {
+        let prefix = format!("opentrail-lake/{store_id}/eventdate=");
+        assert!(keys.iter().any(|k| k.starts_with(&prefix) && k.ends_with(".parquet")), "{store_id}: {keys:?}");
+    }
+    let local = server.server_data_dir().join("lake").join("tables");
+    assert!(std::fs::read_dir(&local).map_or(true, |mut entries| entries.next().is_none()), "nothing is kept locally");
 }
 
 #[tokio::test]

@@ -126,6 +126,10 @@ impl Destinations {
         self.remote.contains_key(bucket)
     }
 
+    pub fn remote(&self, bucket: &str) -> Option<&Arc<RemoteDestination>> {
+        self.remote.get(bucket)
+    }
+
     pub fn destination(&self, bucket: &str) -> Arc<dyn Destination> {
         match self.remote.get(bucket) {
             Some(remote) => remote.clone(),

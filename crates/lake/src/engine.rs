@@ -11,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::sql::parser::Statement as DFStatement;
 use opentrail_model::lake::{QueryStatistics, StoreCategory};
@@ -32,6 +33,9 @@ pub struct QueryOutput {
 pub struct QueryEngine {
     tables: Arc<ParquetLake>,
     target_partitions: usize,
+    /// Shared by every query: its caches keep Parquet footers between queries (files are never
+    /// rewritten in place, so a cached footer stays true).
+    runtime: Arc<RuntimeEnv>,
 }
 
 /// A planned query: planning errors (unknown columns, type errors) surface at `StartQuery`.
@@ -44,17 +48,17 @@ pub struct PlannedQuery {
 impl QueryEngine {
     pub fn new(tables: Arc<ParquetLake>) -> Self {
         let target_partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { tables, target_partitions }
+        let runtime = Arc::new(RuntimeEnv::default());
+        runtime.register_object_store(&Url::parse(LAKE_URL).expect("constant URL"), tables.object_store());
+        Self { tables, target_partitions, runtime }
     }
 
     fn context(&self) -> SessionContext {
         let mut config = SessionConfig::new().with_target_partitions(self.target_partitions);
         config.options_mut().sql_parser.enable_ident_normalization = true;
         config.options_mut().execution.parquet.pushdown_filters = true;
-        let context = SessionContext::new_with_config(config);
+        let context = SessionContext::new_with_config_rt(config, self.runtime.clone());
         functions::register(&context);
-        let url = Url::parse(LAKE_URL).expect("constant URL");
-        context.register_object_store(&url, self.tables.object_store());
         context
     }
 

@@ -14,8 +14,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::Utc;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use flate2::read::MultiGzDecoder;
+use futures::TryStreamExt;
 use opentrail_model::lake::{Import, ImportFailure, StoreCategory};
 use serde_json::{Map, Value};
 
@@ -27,10 +33,11 @@ use crate::tables::{LakeTables, ParquetLake, import_file_name};
 const BATCH_RECORDS: usize = 200_000;
 
 /// Where an import reads from: keys and their bytes.
+#[async_trait]
 pub trait ImportSource: Send + Sync {
     /// Every key under the source, sorted.
-    fn keys(&self) -> Result<Vec<String>, LakeError>;
-    fn read(&self, key: &str) -> Result<Vec<u8>, LakeError>;
+    async fn keys(&self) -> Result<Vec<String>, LakeError>;
+    async fn read(&self, key: &str) -> Result<Vec<u8>, LakeError>;
     /// How a key is named in failures (`s3://bucket/key` or a path).
     fn location(&self, key: &str) -> String;
 }
@@ -63,8 +70,9 @@ fn walk(root: &Path, folder: &Path, keys: &mut Vec<String>) -> Result<(), LakeEr
     Ok(())
 }
 
+#[async_trait]
 impl ImportSource for FolderSource {
-    fn keys(&self) -> Result<Vec<String>, LakeError> {
+    async fn keys(&self) -> Result<Vec<String>, LakeError> {
         let mut keys = Vec::new();
         if self.root.is_dir() {
             walk(&self.root, &self.root, &mut keys)?;
@@ -74,9 +82,48 @@ impl ImportSource for FolderSource {
         Ok(keys)
     }
 
-    fn read(&self, key: &str) -> Result<Vec<u8>, LakeError> {
+    async fn read(&self, key: &str) -> Result<Vec<u8>, LakeError> {
         let path = self.root.join(key);
         std::fs::read(&path).map_err(|source| LakeError::Io { path: path.display().to_string(), source })
+    }
+
+    fn location(&self, key: &str) -> String {
+        format!("{}/{key}", self.display.trim_end_matches('/'))
+    }
+}
+
+/// A bucket on an S3-compatible endpoint (or any object store).
+pub struct ObjectStoreSource {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    /// For failures: `s3://bucket`.
+    display: String,
+}
+
+impl ObjectStoreSource {
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, display: String) -> Self {
+        Self { store, prefix: prefix.trim_start_matches('/').to_string(), display }
+    }
+}
+
+#[async_trait]
+impl ImportSource for ObjectStoreSource {
+    async fn keys(&self) -> Result<Vec<String>, LakeError> {
+        // Listing goes by whole path segments: list the prefix's folder, then match the rest.
+        let folder = self.prefix.rsplit_once('/').map(|(folder, _)| folder).filter(|f| !f.is_empty());
+        let mut keys: Vec<String> = self
+            .store
+            .list(folder.map(ObjectPath::from).as_ref())
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await?;
+        keys.retain(|key| key.starts_with(&self.prefix));
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn read(&self, key: &str) -> Result<Vec<u8>, LakeError> {
+        Ok(self.store.get(&ObjectPath::from(key)).await?.bytes().await?.to_vec())
     }
 
     fn location(&self, key: &str) -> String {
@@ -114,10 +161,19 @@ pub fn parse_log_file(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
         text = bytes.to_vec();
     }
     let document: Value = serde_json::from_slice(&text).map_err(|e| format!("not a CloudTrail log file: {e}"))?;
-    let Some(Value::Array(records)) = document.get("Records") else {
+    let Value::Object(mut document) = document else {
         return Err("not a CloudTrail log file: no Records array".into());
     };
-    Ok(records.iter().filter_map(|record| record.as_object().cloned()).collect())
+    let Some(Value::Array(records)) = document.remove("Records") else {
+        return Err("not a CloudTrail log file: no Records array".into());
+    };
+    Ok(records
+        .into_iter()
+        .filter_map(|record| match record {
+            Value::Object(record) => Some(record),
+            _ => None,
+        })
+        .collect())
 }
 
 /// What an import reports as it goes.
@@ -148,7 +204,7 @@ pub async fn run_import(
     let in_days = |day: &str| {
         first_day.as_deref().is_none_or(|first| day >= first) && last_day.as_deref().is_none_or(|last| day <= last)
     };
-    let keys = source.keys()?;
+    let keys = source.keys().await?;
     let files: Vec<(String, LogFileKey)> = keys
         .into_iter()
         .filter_map(|key| log_file_key(&key).map(|parsed| (key, parsed)))
@@ -164,59 +220,49 @@ pub async fn run_import(
     }
     import.statistics.prefixes_found = prefixes.len() as u64;
     observer.planned(files.len() as u64);
-    let oldest_kept = Utc::now().timestamp_millis() - i64::from(retention_days) * 86_400_000;
-    let (from, to) = (import.start_event_ms.unwrap_or(i64::MIN), import.end_event_ms.unwrap_or(i64::MAX));
-
-    let pending: Vec<&(String, LogFileKey)> =
-        files.iter().filter(|(key, _)| import.completed_files.binary_search(key).is_err()).collect();
+    let window = Window {
+        from: import.start_event_ms.unwrap_or(i64::MIN),
+        to: import.end_event_ms.unwrap_or(i64::MAX),
+        oldest_kept: Utc::now().timestamp_millis() - i64::from(retention_days) * 86_400_000,
+    };
+    let pending: Vec<&String> =
+        files.iter().map(|(key, _)| key).filter(|key| import.completed_files.binary_search(key).is_err()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut position = 0;
     while position < pending.len() {
         if observer.stopped() {
             break;
         }
-        let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut by_day: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         let mut batch_files = Vec::new();
         let mut records_in_batch = 0;
         let mut failures = Vec::new();
         while position < pending.len() && records_in_batch < BATCH_RECORDS {
-            let (key, _) = pending[position];
-            position += 1;
-            batch_files.push(key.clone());
-            let records = match source.read(key).map_err(|e| e.to_string()).and_then(|bytes| parse_log_file(&bytes)) {
-                Ok(records) => records,
-                Err(message) => {
-                    failures.push(ImportFailure {
-                        location: source.location(key),
-                        error_type: "InvalidLogFile".into(),
-                        error_message: message,
-                        last_updated_ms: Utc::now().timestamp_millis(),
-                    });
-                    continue;
+            // A few files at a time: read together, then parsed on every core.
+            let group = &pending[position..(position + 2 * threads).min(pending.len())];
+            position += group.len();
+            let contents = futures::future::join_all(group.iter().map(|key| source.read(key))).await;
+            let inputs: Vec<(String, Result<Vec<u8>, String>)> = group
+                .iter()
+                .zip(contents)
+                .map(|(key, content)| (source.location(key), content.map_err(|e| e.to_string())))
+                .collect();
+            for (key, parsed) in group.iter().zip(parse_files(inputs, &window, threads)) {
+                let parsed = parsed?;
+                batch_files.push((*key).clone());
+                records_in_batch += parsed.events;
+                failures.extend(parsed.failures);
+                for (day, rows) in parsed.days {
+                    by_day.entry(day).or_default().push(rows);
                 }
-            };
-            for record in records {
-                let time = record.get("eventTime").and_then(Value::as_str).and_then(parse_time_ms);
-                let Some(time) = time else {
-                    failures.push(ImportFailure {
-                        location: source.location(key),
-                        error_type: "InvalidRecord".into(),
-                        error_message: "a record has no valid eventTime".into(),
-                        last_updated_ms: Utc::now().timestamp_millis(),
-                    });
-                    continue;
-                };
-                if time < from || time > to || time < oldest_kept {
-                    continue;
-                }
-                records_in_batch += 1;
-                by_day.entry(day_of(time)).or_default().push(row(&record, StoreCategory::CloudTrailEvents));
             }
         }
         let name = import_file_name(&import.id, import.next_sequence);
         let mut events = 0;
-        for (day, rows) in &by_day {
-            tables.write(&import.store_id, day, &name, &batch(rows, StoreCategory::CloudTrailEvents)?).await?;
-            events += rows.len() as u64;
+        for (day, batches) in &by_day {
+            let rows = concat_batches(&batches[0].schema(), batches)?;
+            tables.write(&import.store_id, day, &name, &rows).await?;
+            events += rows.num_rows() as u64;
         }
         import.next_sequence += 1;
         for key in batch_files {
@@ -234,6 +280,84 @@ pub async fn run_import(
     }
     import.statistics.prefixes_completed = prefixes_completed(&files, &import.completed_files);
     Ok(import)
+}
+
+/// Which records an import keeps (epoch milliseconds).
+struct Window {
+    from: i64,
+    to: i64,
+    oldest_kept: i64,
+}
+
+/// What one log file gave: its records in the window as a batch per day, and what failed.
+struct ParsedFile {
+    days: Vec<(String, RecordBatch)>,
+    events: usize,
+    failures: Vec<ImportFailure>,
+}
+
+fn failure(location: &str, error_type: &str, message: String) -> ImportFailure {
+    ImportFailure {
+        location: location.to_string(),
+        error_type: error_type.into(),
+        error_message: message,
+        last_updated_ms: Utc::now().timestamp_millis(),
+    }
+}
+
+fn parse_file(location: &str, content: Result<Vec<u8>, String>, window: &Window) -> Result<ParsedFile, LakeError> {
+    let mut parsed = ParsedFile { days: Vec::new(), events: 0, failures: Vec::new() };
+    let records = match content.and_then(|bytes| parse_log_file(&bytes)) {
+        Ok(records) => records,
+        Err(message) => {
+            parsed.failures.push(failure(location, "InvalidLogFile", message));
+            return Ok(parsed);
+        }
+    };
+    let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for record in records {
+        let Some(time) = record.get("eventTime").and_then(Value::as_str).and_then(parse_time_ms) else {
+            parsed.failures.push(failure(location, "InvalidRecord", "a record has no valid eventTime".into()));
+            continue;
+        };
+        if time < window.from || time > window.to || time < window.oldest_kept {
+            continue;
+        }
+        parsed.events += 1;
+        by_day.entry(day_of(time)).or_default().push(row(&record, StoreCategory::CloudTrailEvents));
+    }
+    for (day, rows) in by_day {
+        parsed.days.push((day, batch(&rows, StoreCategory::CloudTrailEvents)?));
+    }
+    Ok(parsed)
+}
+
+/// Parses log files (location, bytes) on `threads` threads; results in the files' order.
+fn parse_files(
+    inputs: Vec<(String, Result<Vec<u8>, String>)>,
+    window: &Window,
+    threads: usize,
+) -> Vec<Result<ParsedFile, LakeError>> {
+    let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, input) in inputs.into_iter().enumerate() {
+        shares[index % threads].push((index, input));
+    }
+    let mut results: Vec<(usize, Result<ParsedFile, LakeError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(index, (location, content))| (index, parse_file(&location, content, window)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("a parser thread panicked")).collect()
+    });
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 fn prefixes_completed(files: &[(String, LogFileKey)], completed: &[String]) -> u64 {

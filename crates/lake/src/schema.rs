@@ -207,6 +207,18 @@ pub fn parse_time_ms(text: &str) -> Option<i64> {
     None
 }
 
+/// The members of `object` that `fields` name (matched without regard to case), shaped.
+fn shape_object(object: &Map<String, Value>, fields: &Fields) -> Map<String, Value> {
+    let mut shaped = Map::new();
+    for field in fields {
+        let member = object.iter().find(|(key, _)| key.eq_ignore_ascii_case(field.name()));
+        if let Some((_, member)) = member {
+            shaped.insert(field.name().clone(), shape(member, field.data_type()));
+        }
+    }
+    shaped
+}
+
 /// Shapes `value` to `data_type`: objects take the fields the schema names (matched without
 /// regard to case), maps take every member as text, and anything of an unexpected type becomes
 /// its JSON text or null, never an error: a record is stored whatever a producer put in it.
@@ -230,16 +242,7 @@ fn shape(value: &Value, data_type: &DataType) -> Value {
             _ => Value::Null,
         },
         DataType::Struct(fields) => match value {
-            Value::Object(object) => {
-                let mut shaped = Map::new();
-                for field in fields {
-                    let member = object.iter().find(|(key, _)| key.eq_ignore_ascii_case(field.name()));
-                    if let Some((_, member)) = member {
-                        shaped.insert(field.name().clone(), shape(member, field.data_type()));
-                    }
-                }
-                Value::Object(shaped)
-            }
+            Value::Object(object) => Value::Object(shape_object(object, fields)),
             _ => Value::Null,
         },
         DataType::Map(..) => match value {
@@ -269,11 +272,7 @@ fn shape(value: &Value, data_type: &DataType) -> Value {
 /// One row of a store: the record shaped to the store's schema (plus, for CloudTrail events,
 /// the record's own JSON text and its SHA-256 in `eventjson`/`eventjsonchecksum`).
 pub fn row(record: &Map<String, Value>, category: StoreCategory) -> Value {
-    let schema = schema_for(category);
-    let mut row = match shape(&Value::Object(record.clone()), &DataType::Struct(schema.fields().clone())) {
-        Value::Object(row) => row,
-        _ => Map::new(),
-    };
+    let mut row = shape_object(record, schema_for(category).fields());
     if category != StoreCategory::ActivityAuditLog {
         let json = serde_json::to_string(record).unwrap_or_default();
         row.insert("eventjsonchecksum".into(), Value::String(hex::encode(Sha256::digest(json.as_bytes()))));

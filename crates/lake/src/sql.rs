@@ -9,12 +9,15 @@
 //!   cased to match the lower-case schema (string literals are untouched).
 //! - Result columns get Trino's names: the alias or column as written, the last part of a
 //!   struct path (`userIdentity.principalid` -> `principalid`), `_colN` for other expressions.
+//! - `CROSS JOIN UNNEST(array) AS t(x)` (Trino's lateral expansion) becomes a derived table that
+//!   unnests in its select list, which the engine plans.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Visit, Visitor,
-    visit_expressions_mut, visit_relations_mut,
+    AccessExpr, Expr, Ident, Join, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut, visit_expressions_mut,
+    visit_relations_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -240,6 +243,153 @@ fn field_access_on_expressions(statement: &mut Statement) -> Result<(), BridgeEr
     }
 }
 
+fn parse_table_factor(text: &str) -> Result<TableFactor, BridgeError> {
+    Parser::new(&GenericDialect {})
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_table_factor())
+        .map_err(|error| invalid(format!("Query statement is not valid SQL: {error}")))
+}
+
+/// Whether a join adds every combination (`CROSS JOIN`, or an inner join `ON true`).
+fn is_cross(operator: &JoinOperator) -> bool {
+    match operator {
+        JoinOperator::CrossJoin(JoinConstraint::None) => true,
+        JoinOperator::Join(JoinConstraint::On(on)) | JoinOperator::Inner(JoinConstraint::On(on)) => {
+            matches!(on, Expr::Value(value) if value.value == Value::Boolean(true))
+        }
+        _ => false,
+    }
+}
+
+/// `base` joined with `UNNEST(...) AS t(columns)`, as one derived table named like `base`.
+/// Names of unnest aliases whose columns are then referred to unqualified go to `aliases`.
+fn unnest_into(
+    base: &TableFactor,
+    unnest: &TableFactor,
+    aliases: &mut Vec<String>,
+) -> Result<TableFactor, BridgeError> {
+    let TableFactor::UNNEST { alias, array_exprs, with_offset, with_ordinality, .. } = unnest else {
+        unreachable!("called with an UNNEST");
+    };
+    if *with_offset || *with_ordinality {
+        return Err(invalid("UNNEST ... WITH ORDINALITY is not supported; use row_number() over the expanded rows."));
+    }
+    let name = match base {
+        TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
+            alias.name.to_string()
+        }
+        TableFactor::Table { name, alias: None, .. } => name.to_string(),
+        _ => return Err(invalid("UNNEST must follow the table (or aliased subquery) whose arrays it expands.")),
+    };
+    let arrays: Vec<String> = array_exprs.iter().map(ToString::to_string).collect();
+    let columns: Vec<String> = alias.iter().flat_map(|a| &a.columns).map(|column| column.name.to_string()).collect();
+    if let Some(alias) = alias.as_ref().filter(|a| !a.columns.is_empty()) {
+        aliases.push(alias.name.value.clone());
+    }
+    let text = match (arrays.as_slice(), columns.len()) {
+        // Arrays side by side, as Trino zips them (the shorter padded with NULL).
+        (arrays, count) if count == arrays.len() => {
+            let items: Vec<String> =
+                arrays.iter().zip(&columns).map(|(array, column)| format!("unnest({array}) AS {column}")).collect();
+            format!("(SELECT {name}.*, {} FROM {base}) AS {name}", items.join(", "))
+        }
+        // No column names: the element is named after the alias.
+        ([array], 0) => {
+            let column = alias.as_ref().map_or("unnest".to_string(), |a| a.name.to_string());
+            format!("(SELECT {name}.*, unnest({array}) AS {column} FROM {base}) AS {name}")
+        }
+        // Trino spreads an array of rows over a name per field; here the row stays one value.
+        ([_], _) => {
+            return Err(invalid(
+                "UNNEST of one array names one column here: write UNNEST(array) AS t(r) and read the fields as r.field.",
+            ));
+        }
+        (arrays, count) => {
+            return Err(invalid(format!(
+                "UNNEST expands {} arrays but its alias names {count} columns.",
+                arrays.len()
+            )));
+        }
+    };
+    parse_table_factor(&text)
+}
+
+fn unnest_in_select(select: &mut Select, aliases: &mut Vec<String>) -> Result<(), BridgeError> {
+    let is_unnest = |factor: &TableFactor| matches!(factor, TableFactor::UNNEST { .. });
+    // `FROM t, UNNEST(...) AS u(x)`: the later items join the first one.
+    if select.from.len() > 1 && select.from[1..].iter().any(|item| is_unnest(&item.relation)) {
+        if !select.from[1..].iter().all(|item| is_unnest(&item.relation) && item.joins.is_empty()) {
+            return Err(invalid("UNNEST must directly follow the table whose arrays it expands."));
+        }
+        let later: Vec<_> = select.from.drain(1..).collect();
+        select.from[0].joins.extend(later.into_iter().map(|item| Join {
+            relation: item.relation,
+            global: false,
+            join_operator: JoinOperator::CrossJoin(JoinConstraint::None),
+        }));
+    }
+    for item in &mut select.from {
+        while let Some(position) = item.joins.iter().position(|join| is_unnest(&join.relation)) {
+            if position != 0 || is_unnest(&item.relation) {
+                return Err(invalid("UNNEST must directly follow the table whose arrays it expands."));
+            }
+            let join = item.joins.remove(0);
+            if !is_cross(&join.join_operator) {
+                return Err(invalid("Only CROSS JOIN UNNEST (or a comma, or JOIN ... ON true) is supported."));
+            }
+            item.relation = unnest_into(&item.relation, &join.relation, aliases)?;
+        }
+    }
+    Ok(())
+}
+
+fn unnest_in_set(body: &mut SetExpr, aliases: &mut Vec<String>) -> Result<(), BridgeError> {
+    match body {
+        SetExpr::Select(select) => unnest_in_select(select, aliases),
+        SetExpr::SetOperation { left, right, .. } => {
+            unnest_in_set(left, aliases)?;
+            unnest_in_set(right, aliases)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Trino's lateral `CROSS JOIN UNNEST(array) AS t(x)` (or `, UNNEST(...)`) becomes
+/// `(SELECT a.*, unnest(array) AS x FROM table AS a) AS a`, and `t.x` becomes `x`.
+fn lateral_unnest(statement: &mut Statement) -> Result<(), BridgeError> {
+    struct Lateral(Vec<String>);
+    impl VisitorMut for Lateral {
+        type Break = BridgeError;
+        fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<BridgeError> {
+            match unnest_in_set(&mut query.body, &mut self.0) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => ControlFlow::Break(error),
+            }
+        }
+    }
+    let mut lateral = Lateral(Vec::new());
+    if let ControlFlow::Break(error) = VisitMut::visit(statement, &mut lateral) {
+        return Err(error);
+    }
+    let aliases = lateral.0;
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() > 1
+            && aliases.contains(&parts[0].value)
+        {
+            parts.remove(0);
+            if parts.len() == 1 {
+                *expr = Expr::Identifier(parts.remove(0));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(())
+}
+
 /// Bridges `sql`; `resolve` maps a table name (an ID or ARN, as written) to the ID of one of
 /// the caller's event data stores.
 pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<BridgedQuery, BridgeError> {
@@ -283,6 +433,7 @@ pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<Bri
     if let ControlFlow::Break(error) = resolved {
         return Err(error);
     }
+    lateral_unnest(&mut statement)?;
     field_access_on_expressions(&mut statement)?;
     if store_ids.is_empty() {
         return Err(invalid("The query must read at least one event data store (FROM <event data store ID>)."));
@@ -335,6 +486,30 @@ mod tests {
         let sql = format!("SELECT element_at(resources, 1).arn FROM {ID}");
         let text = bridge(&sql, resolve).unwrap().statement.to_string();
         assert!(text.contains("get_field(element_at(resources, 1), 'arn')"), "{text}");
+    }
+
+    #[test]
+    fn lateral_unnest_becomes_a_derived_table() {
+        let sql = format!("SELECT e.eventName, t.r.arn FROM {ID} AS e CROSS JOIN UNNEST(e.resources) AS t(r)");
+        let text = bridge(&sql, resolve).unwrap().statement.to_string();
+        assert_eq!(
+            text,
+            format!("SELECT e.eventname, r.arn FROM (SELECT e.*, unnest(e.resources) AS r FROM \"{ID}\" AS e) AS e")
+        );
+        let sql = format!("SELECT x FROM {ID}, UNNEST(resources) AS t(x) WHERE t.x IS NOT NULL");
+        let text = bridge(&sql, resolve).unwrap().statement.to_string();
+        assert!(
+            text.contains(&format!("(SELECT \"{ID}\".*, unnest(resources) AS x FROM \"{ID}\") AS \"{ID}\"")),
+            "{text}"
+        );
+        assert!(text.ends_with("WHERE x IS NOT NULL"), "{text}");
+        for refused in [
+            format!("SELECT 1 FROM {ID} LEFT JOIN UNNEST(resources) AS t(x) ON x IS NULL"),
+            format!("SELECT 1 FROM {ID} CROSS JOIN UNNEST(resources) WITH ORDINALITY AS t(x, n)"),
+            format!("SELECT 1 FROM {ID} CROSS JOIN UNNEST(resources, resources) AS t(x)"),
+        ] {
+            assert!(matches!(bridge(&refused, resolve), Err(BridgeError::InvalidStatement(_))), "{refused}");
+        }
     }
 
     #[test]

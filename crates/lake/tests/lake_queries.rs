@@ -182,3 +182,20 @@ fn placeholders_are_filled() {
     );
     assert_eq!(substitute("WHERE a <> b AND c <= 'x'"), "WHERE a <> b AND c <= 'x'");
 }
+
+/// Trino's lateral UNNEST gives one row per element, with the element's fields readable.
+#[tokio::test]
+async fn cross_join_unnest_gives_a_row_per_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = QueryEngine::new(store_with_events(dir.path()).await);
+    let stores = [(STORE_ID.to_string(), StoreCategory::CloudTrailEvents)];
+    for sql in [
+        format!("SELECT t.r.arn, COUNT(*) FROM {STORE_ID} CROSS JOIN UNNEST(resources) AS t(r) GROUP BY 1"),
+        format!("SELECT r.arn, COUNT(*) FROM {STORE_ID} e, UNNEST(e.resources) AS t(r) GROUP BY r.arn"),
+    ] {
+        let bridged = bridge(&sql, |table| (table == STORE_ID).then(|| STORE_ID.to_string())).unwrap();
+        let output = engine.execute(engine.plan(&bridged, &stores).await.unwrap()).await.unwrap();
+        let expected = vec![vec![Some("arn:aws:iam::111122223333:role/r".to_string()), Some("50".to_string())]];
+        assert_eq!(output.rows, expected, "{sql}");
+    }
+}

@@ -84,6 +84,25 @@ pub struct Config {
     pub notification_targets: Vec<NotificationTarget>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub lake: LakeConfig,
+}
+
+/// Where event data stores keep their Parquet files: the data directory by default, or a bucket
+/// of `remote_buckets` (an S3-compatible store other engines can read too).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    pub bucket: Option<String>,
+    /// Key prefix of the tables inside that bucket (default `opentrail-lake`).
+    pub prefix: Option<String>,
+}
+
+/// The lake's tables in a remote bucket, checked against the configured buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeBucket {
+    pub bucket: String,
+    pub prefix: String,
 }
 
 /// Delivery timing: durations such as `1s`, `5m`, `1h`.
@@ -96,16 +115,19 @@ pub struct DeliveryConfig {
     pub digest_interval: Option<String>,
 }
 
-/// Everything the delivery worker is configured with.
+/// Everything the service is configured with besides credentials: buckets, webhooks, delivery
+/// timing, where the lake lives.
 #[derive(Debug, Clone, Default)]
-pub struct DeliveryOptions {
+pub struct ServiceOptions {
     pub remote_buckets: Vec<RemoteBucketConfig>,
     pub notification_targets: Vec<NotificationTarget>,
     pub settings: DeliverySettings,
+    /// `None`: the data directory's `lake/tables`.
+    pub lake_bucket: Option<LakeBucket>,
 }
 
 impl Config {
-    pub fn delivery_options(&self) -> Result<DeliveryOptions, ConfigError> {
+    pub fn service_options(&self) -> Result<ServiceOptions, ConfigError> {
         let defaults = DeliverySettings::default();
         let parse = |name: &str, value: &Option<String>, default: Duration| match value {
             None => Ok(default),
@@ -114,10 +136,21 @@ impl Config {
         };
         let delivery = parse("delivery_interval", &self.delivery.delivery_interval, defaults.delivery_interval)?;
         let digest = parse("digest_interval", &self.delivery.digest_interval, defaults.digest_interval)?;
-        Ok(DeliveryOptions {
+        let lake_bucket = match &self.lake.bucket {
+            None => None,
+            Some(bucket) if self.remote_buckets.iter().any(|remote| &remote.bucket == bucket) => Some(LakeBucket {
+                bucket: bucket.clone(),
+                prefix: self.lake.prefix.clone().unwrap_or_else(|| "opentrail-lake".into()),
+            }),
+            Some(bucket) => {
+                return Err(ConfigError::Invalid(format!("lake bucket {bucket:?} is not one of remote_buckets")));
+            }
+        };
+        Ok(ServiceOptions {
             remote_buckets: self.remote_buckets.clone(),
             notification_targets: self.notification_targets.clone(),
             settings: DeliverySettings::with_intervals(delivery, digest),
+            lake_bucket,
         })
     }
 }
@@ -149,6 +182,7 @@ impl Config {
             remote_buckets: Vec::new(),
             notification_targets: Vec::new(),
             delivery: DeliveryConfig::default(),
+            lake: LakeConfig::default(),
         }
     }
 
@@ -270,15 +304,22 @@ mod tests {
             "#,
         )
         .unwrap();
-        let options = config.delivery_options().unwrap();
+        let options = config.service_options().unwrap();
         assert_eq!(options.settings.delivery_interval, Duration::from_secs(2));
         assert_eq!(options.settings.digest_interval, Duration::from_secs(60));
         assert_eq!(options.remote_buckets[0].region, "us-east-1");
         let printed = format!("{config:?}");
         assert!(!printed.contains("remote-secret") && !printed.contains("hook-secret"), "{printed}");
+        assert_eq!(options.lake_bucket, None);
+        let mut lake = config.clone();
+        lake.lake.bucket = Some("corp-logs".into());
+        let expected = LakeBucket { bucket: "corp-logs".into(), prefix: "opentrail-lake".into() };
+        assert_eq!(lake.service_options().unwrap().lake_bucket, Some(expected));
+        lake.lake.bucket = Some("not-configured".into());
+        assert!(lake.service_options().is_err());
         let mut bad = config;
         bad.delivery.digest_interval = Some("soon".into());
-        assert!(bad.delivery_options().is_err());
+        assert!(bad.service_options().is_err());
     }
 
     #[test]

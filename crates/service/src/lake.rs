@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use opentrail_buckets::LocalBuckets;
 use opentrail_control::{AccountLake, ControlStore, LakeChange, LakeDocument, LakeKind, StoreError};
 use opentrail_journal::Journal;
-use opentrail_lake::import::{FolderSource, ImportObserver, run_import};
+use opentrail_lake::import::{FolderSource, ImportObserver, ImportSource, ObjectStoreSource, run_import};
 use opentrail_lake::{LakeError, ParquetLake, QueryService, StartQueryError};
 use opentrail_model::lake::{
     Channel, ChannelDestination, EXTENDABLE_RETENTION_PRICING, EventDataStore, FIXED_RETENTION_PRICING, Import,
@@ -342,7 +341,6 @@ pub struct LakeOps<'a> {
     pub shared_store: &'a Arc<dyn ControlStore>,
     pub delivery: &'a Arc<crate::delivery::DeliveryContext>,
     pub tables: &'a Arc<ParquetLake>,
-    pub buckets: &'a LocalBuckets,
     pub store: &'a dyn ControlStore,
     pub journal: &'a dyn Journal,
     pub queries: &'a Arc<QueryService>,
@@ -1264,7 +1262,7 @@ impl ImportObserver for ImportTracker {
 fn spawn_import(
     store: Arc<dyn ControlStore>,
     tables: Arc<ParquetLake>,
-    source: FolderSource,
+    source: Arc<dyn ImportSource>,
     import: Import,
     retention: u32,
 ) {
@@ -1277,7 +1275,7 @@ fn spawn_import(
             tracing::error!(%error, import = running.id, "cannot start the import");
             return;
         }
-        let outcome = handle.block_on(run_import(&tables, &source, running.clone(), retention, &tracker));
+        let outcome = handle.block_on(run_import(&tables, source.as_ref(), running.clone(), retention, &tracker));
         let finished = match outcome {
             Ok(mut done) => {
                 done.status = ImportStatus::Completed;
@@ -1330,18 +1328,21 @@ impl ImportObserver for LocalImport<'_> {
 /// Imports CloudTrail log files from a local folder into an event data store (given by ID or
 /// ARN), writing straight into the data directory: the import is listed by `ListImports` like
 /// one started through the API. Works whether or not a server is running on the directory.
+/// Events outside `(start_ms, end_ms)` (epoch milliseconds, either open) are left out.
 pub async fn import_local_folder(
     data_dir: &std::path::Path,
+    options: &crate::ServiceOptions,
     folder: &std::path::Path,
     store_reference: &str,
-    start_ms: Option<i64>,
-    end_ms: Option<i64>,
+    (start_ms, end_ms): (Option<i64>, Option<i64>),
     on_plan: &(dyn Fn(u64) + Send + Sync),
     on_progress: &(dyn Fn(&Import) + Send + Sync),
 ) -> Result<Import, crate::OpenError> {
     let store: Arc<dyn ControlStore> =
         Arc::new(opentrail_control::SqliteStore::open(&data_dir.join("control.sqlite"))?);
-    let tables = Arc::new(ParquetLake::local(data_dir.join("lake").join("tables"))?);
+    let buckets = Arc::new(opentrail_buckets::LocalBuckets::open(&data_dir.join("buckets"))?);
+    let destinations = opentrail_delivery::Destinations::new(buckets, &options.remote_buckets)?;
+    let tables = Arc::new(crate::lake_tables(data_dir, &destinations, options.lake_bucket.as_ref())?);
     let id = id_of(store_reference, "eventdatastore").to_string();
     let stores: Vec<EventDataStore> = store
         .all_lake_documents(LakeKind::EventDataStore)?
@@ -1407,23 +1408,29 @@ impl LakeOps<'_> {
             .ok_or_else(|| err(ErrorCode::ImportNotFound, format!("The import {id} was not found.")))
     }
 
+    /// A configured remote bucket (any account may import from it, as trails may deliver to
+    /// it), or a bucket of the local store that the caller's account owns.
     fn import_source(
         store: &dyn ControlStore,
-        buckets: &LocalBuckets,
+        delivery: &crate::delivery::DeliveryContext,
         caller: &Caller,
         import: &Import,
-    ) -> ServiceResult<FolderSource> {
+    ) -> ServiceResult<Arc<dyn ImportSource>> {
         let invalid = |why: &str| {
             err(ErrorCode::InvalidImportSource, format!("The import source {} is not valid: {why}", import.source_uri))
         };
         let (bucket, prefix) = parse_s3_uri(&import.source_uri).ok_or_else(|| invalid("use s3://bucket/prefix/"))?;
+        if let Some(remote) = delivery.destinations.remote(&bucket) {
+            return Ok(Arc::new(ObjectStoreSource::new(remote.object_store(), &prefix, format!("s3://{bucket}"))));
+        }
         let owner = store.bucket(&bucket).map_err(ServiceError::internal)?;
         match owner {
             Some(record) if record.account == caller.principal.account => {}
             Some(_) => return Err(invalid("the bucket belongs to another account")),
             None => return Err(invalid("no such bucket in OpenTrail's bucket store")),
         }
-        Ok(FolderSource::new(buckets.bucket_path(&bucket), &prefix, format!("s3://{bucket}")))
+        let local = delivery.destinations.local().bucket_path(&bucket);
+        Ok(Arc::new(FolderSource::new(local, &prefix, format!("s3://{bucket}"))))
     }
 
     pub fn start_import(&mut self, input: StartImportInput) -> ServiceResult<Value> {
@@ -1445,7 +1452,7 @@ impl LakeOps<'_> {
             return Err(err(ErrorCode::InvalidParameter, "StartEventTime must not be after EndEventTime."));
         }
         let mut source = None;
-        let (control, buckets) = (self.store, self.buckets);
+        let (control, delivery) = (self.store, self.delivery);
         let (import, retention) = self.mutate(|state, resources| {
             if state.imports.iter().any(|i| i.status.is_active() && i.account == caller.principal.account) {
                 return Err(err(ErrorCode::AccountHasOngoingImport, "The account already has an import in progress."));
@@ -1500,7 +1507,7 @@ impl LakeOps<'_> {
                     "Imports go to event data stores of CloudTrail events.",
                 ));
             }
-            source = Some(Self::import_source(control, buckets, &caller, &import)?);
+            source = Some(Self::import_source(control, delivery, &caller, &import)?);
             import.updated_ms = now;
             Self::note_store(resources, store);
             Ok((vec![put_import(&import)?], (import, store.retention_period_days)))

@@ -39,7 +39,7 @@ use opentrail_model::{EventRecord, Principal, Region};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-pub use crate::config::{Config, Credentials, DeliveryOptions, Secret};
+pub use crate::config::{Config, Credentials, LakeBucket, Secret, ServiceOptions};
 use crate::delivery::DeliveryContext;
 pub use crate::error::{ErrorCode, ServiceError, ServiceResult};
 use crate::trails::TrailOps;
@@ -158,17 +158,34 @@ fn iso_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(format_event_time).unwrap_or_default()
 }
 
+/// The lake's tables: the data directory's `lake/tables`, or a prefix of a configured remote
+/// bucket.
+fn lake_tables(
+    data_dir: &Path,
+    destinations: &Destinations,
+    bucket: Option<&LakeBucket>,
+) -> Result<ParquetLake, OpenError> {
+    let Some(LakeBucket { bucket, prefix }) = bucket else {
+        return Ok(ParquetLake::local(data_dir.join("lake").join("tables"))?);
+    };
+    let remote = destinations
+        .remote(bucket)
+        .ok_or_else(|| OpenError::Usage(format!("lake bucket {bucket} is not one of remote_buckets")))?;
+    let store = object_store::prefix::PrefixStore::new(remote.object_store(), prefix.as_str());
+    Ok(ParquetLake::remote(Arc::new(store)))
+}
+
 impl OpenTrail {
     /// Opens the data directory with default delivery settings.
     pub fn open(data_dir: &Path, credentials: Credentials) -> Result<Arc<Self>, OpenError> {
-        Self::open_with(data_dir, credentials, DeliveryOptions::default())
+        Self::open_with(data_dir, credentials, ServiceOptions::default())
     }
 
     /// Opens the data directory: `journal/`, `history.redb`, `control.sqlite`, `buckets/`.
     pub fn open_with(
         data_dir: &Path,
         credentials: Credentials,
-        options: DeliveryOptions,
+        options: ServiceOptions,
     ) -> Result<Arc<Self>, OpenError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.display().to_string(), source })?;
@@ -191,7 +208,7 @@ impl OpenTrail {
             delivery.notifier.clone(),
             options.settings,
         ));
-        let lake_tables = Arc::new(ParquetLake::local(data_dir.join("lake").join("tables"))?);
+        let lake_tables = Arc::new(lake_tables(data_dir, &delivery.destinations, options.lake_bucket.as_ref())?);
         let lake_writer = Arc::new(LakeWriter::new(store.clone(), journal.clone(), lake_tables.clone()));
         let queries = Arc::new(QueryService::new(
             store.clone(),
@@ -399,7 +416,7 @@ impl OpenTrail {
 
     async fn dispatch_lake(&self, caller: &Caller, operation: &str, input: Value) -> (CallOutcome, Vec<Resource>) {
         let (store, journal, queries) = (self.store.clone(), self.journal.clone(), self.queries.clone());
-        let (tables, buckets, delivery) = (self.lake_tables.clone(), self.buckets.clone(), self.delivery.clone());
+        let (tables, delivery) = (self.lake_tables.clone(), self.delivery.clone());
         let caller = caller.clone();
         let operation = operation.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
@@ -408,7 +425,6 @@ impl OpenTrail {
                 shared_store: &store,
                 delivery: &delivery,
                 tables: &tables,
-                buckets: &buckets,
                 store: store.as_ref(),
                 journal: journal.as_ref(),
                 queries: &queries,

@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudtrail::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -299,4 +299,70 @@ pub fn send(server: &TestServer, headers: &[(String, String)], body: &[u8]) -> R
     response.body_mut().as_reader().read_to_string(&mut text).unwrap();
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     RawResponse { status, headers, body }
+}
+
+/// `s3s-fs`, an S3-compatible server nobody here wrote (installed by the test script).
+pub fn s3s_fs_binary() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CARGO_HOME").map(|home| PathBuf::from(home).join("bin/s3s-fs")),
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin/s3s-fs")),
+    ];
+    let found = candidates.into_iter().flatten().find(|path| path.exists());
+    if found.is_none() {
+        assert!(std::env::var_os("OPENTRAIL_REQUIRE_S3S_FS").is_none(), "s3s-fs is required but not installed");
+        eprintln!("SKIPPED: s3s-fs is not installed (cargo install s3s-fs --version 0.14.1 --features binary)");
+    }
+    found
+}
+
+/// A separate S3-compatible server process (`s3s-fs`) on a free port, keys `ext-key`/`ext-secret`.
+pub struct ExternalS3 {
+    binary: PathBuf,
+    folder: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ExternalS3 {
+    pub fn start(binary: PathBuf, folder: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::create_dir_all(folder).unwrap();
+        let mut external = Self { binary, folder: folder.to_owned(), port, child: None };
+        external.launch();
+        external
+    }
+
+    pub fn launch(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", "ext-key"])
+            .args(["--secret-key", "ext-secret"])
+            .arg(&self.folder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ExternalS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
