@@ -42,6 +42,11 @@ pub trait ImportSource: Send + Sync {
     fn location(&self, key: &str) -> String;
 }
 
+/// `s3://bucket/key` or `folder/key`, as failures name a file.
+fn location(display: &str, key: &str) -> String {
+    format!("{}/{key}", display.trim_end_matches('/'))
+}
+
 /// A folder on disk: a local bucket of the bucket store, or any folder of log files.
 pub struct FolderSource {
     root: PathBuf,
@@ -88,7 +93,7 @@ impl ImportSource for FolderSource {
     }
 
     fn location(&self, key: &str) -> String {
-        format!("{}/{key}", self.display.trim_end_matches('/'))
+        location(&self.display, key)
     }
 }
 
@@ -127,7 +132,7 @@ impl ImportSource for ObjectStoreSource {
     }
 
     fn location(&self, key: &str) -> String {
-        format!("{}/{key}", self.display.trim_end_matches('/'))
+        location(&self.display, key)
     }
 }
 

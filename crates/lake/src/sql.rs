@@ -263,15 +263,11 @@ fn is_cross(operator: &JoinOperator) -> bool {
 
 /// `base` joined with `UNNEST(...) AS t(columns)`, as one derived table named like `base`.
 /// Names of unnest aliases whose columns are then referred to unqualified go to `aliases`.
-fn unnest_into(
-    base: &TableFactor,
-    unnest: &TableFactor,
-    aliases: &mut Vec<String>,
-) -> Result<TableFactor, BridgeError> {
+fn unnest_into(base: &TableFactor, unnest: TableFactor, aliases: &mut Vec<String>) -> Result<TableFactor, BridgeError> {
     let TableFactor::UNNEST { alias, array_exprs, with_offset, with_ordinality, .. } = unnest else {
-        unreachable!("called with an UNNEST");
+        return Err(invalid("UNNEST must directly follow the table whose arrays it expands."));
     };
-    if *with_offset || *with_ordinality {
+    if with_offset || with_ordinality {
         return Err(invalid("UNNEST ... WITH ORDINALITY is not supported; use row_number() over the expanded rows."));
     }
     let name = match base {
@@ -337,7 +333,7 @@ fn unnest_in_select(select: &mut Select, aliases: &mut Vec<String>) -> Result<()
             if !is_cross(&join.join_operator) {
                 return Err(invalid("Only CROSS JOIN UNNEST (or a comma, or JOIN ... ON true) is supported."));
             }
-            item.relation = unnest_into(&item.relation, &join.relation, aliases)?;
+            item.relation = unnest_into(&item.relation, join.relation, aliases)?;
         }
     }
     Ok(())
