@@ -5,6 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase prints its duration, so a slow one is visible in CI's log.
+phase_started=$SECONDS
+run_started=$SECONDS
+phase() {
+    local now=$SECONDS
+    if [ -n "${phase_name:-}" ]; then
+        echo "-- ${phase_name}: $((now - phase_started)) s"
+    fi
+    phase_name=$1
+    phase_started=$now
+    [ -n "$phase_name" ] && echo "== $phase_name"
+    return 0
+}
+phase "install tools"
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: a Rust toolchain (cargo) is required; see https://rustup.rs" >&2
     exit 1
@@ -31,20 +46,20 @@ if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bi
 fi
 export OPENTRAIL_REQUIRE_S3S_FS=1
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy -D warnings"
+phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+phase "cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 # A short fuzz run of each network-facing parser (OPENTRAIL_FUZZ_SECONDS=0 skips it).
 fuzz_seconds=${OPENTRAIL_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" -gt 0 ]; then
-    echo "== fuzz smoke: ${fuzz_seconds}s per target"
+    phase "fuzz smoke: ${fuzz_seconds}s per target"
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
     (
         cd fuzz
-        for target in request_decoder sigv4_header lake_sql; do
+        for target in request_decoder sigv4_header lake_sql s3_keys; do
             mkdir -p "corpus/$target"
             # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's instrumentation flags. A
             # dev build without a sanitizer: the targets pull in DataFusion, which an optimised,
@@ -61,6 +76,8 @@ if [ "$fuzz_seconds" -gt 0 ]; then
         done
     )
 fi
+phase ""
+echo "-- whole run: $((SECONDS - run_started)) s"
 # One closing line for the whole run.
 passed=$(grep -Eo '^test result: .*' target/test-output.txt | awk '{p+=$4; f+=$6} END {print p+0}')
 failed=$(grep -Eo '^test result: .*' target/test-output.txt | awk '{p+=$4; f+=$6} END {print f+0}')

@@ -58,7 +58,12 @@ fn main() {
         let service = OpenTrail::open(folder.path(), credentials).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(opentrail_api::serve(listener, Arc::clone(&service), std::future::pending()));
+        tokio::spawn(opentrail_api::serve(
+            listener,
+            Arc::clone(&service),
+            opentrail_api::HttpLimits::default(),
+            std::future::pending(),
+        ));
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url(&endpoint)

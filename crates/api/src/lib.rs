@@ -10,8 +10,11 @@
 //! - Every error leaves as an AWS error type with a message and the right status; a panic or a
 //!   bare 500 is a bug.
 
+pub mod net;
 pub mod protocol;
 pub mod sigv4;
+
+pub use net::HttpLimits;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,12 +26,13 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use opentrail_model::{EventRecord, Principal, Region};
 use opentrail_s3::{AuditSink, AuditedS3, PrincipalDirectory, SourceIp};
 use opentrail_service::{CallInfo, Caller, ErrorCode, OpenTrail};
 use s3s::service::S3Service;
+use s3s::{S3Error, S3ErrorCode};
 
 use crate::sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
 
@@ -36,15 +40,36 @@ use crate::sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
 /// 500 values of 2048 characters, fits well inside it).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// The longest validity a presigned URL may claim, as S3 allows (7 days).
+pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 604_800;
+
 pub fn router(service: Arc<OpenTrail>) -> Router {
-    let s3 = Arc::new(s3_service(&service));
+    let s3 = S3Endpoint { s3s: Arc::new(s3_service(&service)), service: service.clone() };
     Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/", post(handle_json_call))
-        .route("/PutAuditEvents", post(handle_put_audit_events))
+        .route("/health", only(get(|| async { "ok" }), "GET"))
+        .route("/", only(post(handle_json_call), "POST"))
+        .route("/PutAuditEvents", only(post(handle_put_audit_events), "POST"))
         .fallback(handle_unknown_route)
         .layer(axum::middleware::from_fn_with_state(s3, route_s3_requests))
         .with_state(service)
+}
+
+/// A route whose other methods get an AWS-shaped 405 instead of axum's empty one.
+fn only(route: MethodRouter<Arc<OpenTrail>>, allowed: &'static str) -> MethodRouter<Arc<OpenTrail>> {
+    route.fallback(move |request: Request| async move {
+        let message = format!("{} is not supported on {}; use {allowed}.", request.method(), request.uri().path());
+        let mut response = protocol::error_of(&new_request_id(), ErrorCode::UnknownOperation, message);
+        *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+        response.headers_mut().insert("allow", axum::http::HeaderValue::from_static(allowed));
+        response
+    })
+}
+
+/// The S3 endpoint: the s3s service, and what it needs to refuse requests before they reach it.
+#[derive(Clone)]
+struct S3Endpoint {
+    s3s: Arc<S3Service>,
+    service: Arc<OpenTrail>,
 }
 
 /// Access keys for the S3 endpoint: the same credentials as the CloudTrail API.
@@ -91,44 +116,124 @@ fn signed_service(parts: &Parts) -> Option<String> {
     decoded.split('/').nth(3).map(str::to_owned)
 }
 
-async fn route_s3_requests(
-    State(s3): State<Arc<S3Service>>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// A query parameter, percent-decoded.
+fn query_parameter(parts: &Parts, name: &str) -> Option<String> {
+    let query = parts.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// What the S3 endpoint refuses before s3s runs anything, with S3's own codes and messages: a
+/// Region CloudTrail does not have (S3 names the Region it expected), and a presigned URL that
+/// claims more than 7 days.
+fn s3_precheck(service: &OpenTrail, parts: &Parts) -> Result<(), S3Error> {
+    let expecting = service.credentials.default_region.as_str();
+    if let Some(value) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        if let Ok(header) = parse_authorization(value)
+            && !service.credentials.serves_region(header.region)
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::AuthorizationHeaderMalformed,
+                format!(
+                    "The authorization header is malformed; the region '{}' is wrong; expecting '{expecting}'",
+                    header.region
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let query_error = |message: String| S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, message);
+    if let Some(credential) = query_parameter(parts, "X-Amz-Credential")
+        && let Some(region) = credential.split('/').nth(2)
+        && !service.credentials.serves_region(region)
+    {
+        return Err(query_error(format!(
+            "Error parsing the X-Amz-Credential parameter; the region '{region}' is wrong; expecting '{expecting}'"
+        )));
+    }
+    if let Some(expires) = query_parameter(parts, "X-Amz-Expires") {
+        match expires.parse::<i64>() {
+            Ok(seconds) if seconds < 0 => return Err(query_error("X-Amz-Expires must be non-negative".into())),
+            Ok(seconds) if seconds.unsigned_abs() > MAX_PRESIGNED_EXPIRES_SECS => {
+                return Err(query_error(format!(
+                    "X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGNED_EXPIRES_SECS}"
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(query_error("X-Amz-Expires should be a number".into())),
+        }
+    }
+    Ok(())
+}
+
+/// An S3 error as S3 sends it: XML with the code, message and request ID, and S3's status.
+fn s3_error_response(mut error: S3Error) -> Response {
+    let request_id = new_request_id();
+    error.set_request_id(request_id.clone());
+    let mut response = match error.to_http_response() {
+        Ok(response) => response.map(Body::new),
+        // Serialising a code and two strings cannot fail; answer in the same shape regardless.
+        Err(_) => {
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>{request_id}</RequestId></Error>"
+            );
+            let mut response = Response::new(Body::from(xml));
+            *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            response.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/xml"));
+            response
+        }
+    };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amz-request-id", value);
+    }
+    response
+}
+
+async fn route_s3_requests(State(s3): State<S3Endpoint>, request: Request, next: axum::middleware::Next) -> Response {
     let (mut parts, body) = request.into_parts();
     if signed_service(&parts).as_deref() != Some("s3") {
         return next.run(Request::from_parts(parts, body)).await;
+    }
+    if let Err(error) = s3_precheck(&s3.service, &parts) {
+        tracing::debug!(code = error.code().as_str(), "S3 request refused before authentication");
+        return s3_error_response(error);
     }
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned() {
         parts.extensions.insert(SourceIp(peer.ip().to_string()));
     }
     let request = http::Request::from_parts(parts, s3s::Body::http_body_unsync(body));
-    match s3.call(request).await {
+    match s3.s3s.call(request).await {
         Ok(response) => response.map(Body::new),
         Err(error) => {
+            // s3s answers every S3 error itself; an error here is its own failure (for
+            // instance a response it could not serialise), so it leaves as S3's InternalError.
             tracing::error!(?error, "the S3 endpoint failed");
-            let mut response = Response::new(Body::from("internal error"));
-            *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-            response
+            s3_error_response(S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            ))
         }
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, within `limits` (the connection cap lowered to what the
+/// open-file limit allows, after raising that limit to its hard maximum).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<OpenTrail>,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(service).into_make_service_with_connect_info::<SocketAddr>();
-    // Small responses leave at once instead of waiting out Nagle's delay for an ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let file_limit = net::raise_file_limit();
+    let max_connections = net::effective_max_connections(limits.max_connections, file_limit);
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            max_connections,
+            open_file_limit = file_limit,
+            "the connection cap is lowered to fit the open-file limit"
+        );
+    }
+    net::serve_router(listener, router(service), HttpLimits { max_connections, ..limits }, shutdown).await
 }
 
 fn new_request_id() -> String {
@@ -166,8 +271,12 @@ fn authenticate(service: &OpenTrail, parts: &Parts, body: &[u8], service_name: &
             "Credential should be scoped to correct service: '{service_name}'."
         )));
     }
-    let region = Region::parse(header.region).ok_or_else(|| {
-        AuthError::BadSignature(format!("Credential should be scoped to a valid Region, not '{}'.", header.region))
+    // AWS's answer for a Region the endpoint does not serve; checked before the key, so a
+    // made-up Region never reaches an operation (nor opens an Event History scope or a digest
+    // chain nobody will read).
+    let region = Region::parse(header.region).filter(|region| service.credentials.serves_region(region.as_str()));
+    let region = region.ok_or_else(|| {
+        AuthError::BadSignature(format!("Credential should be scoped to a valid region, not '{}'. ", header.region))
     })?;
     let (principal, secret): &(Principal, _) =
         service.credentials.lookup(header.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
@@ -222,8 +331,11 @@ async fn authenticated(
     match authenticate(service, &parts, &body, service_name) {
         Ok(caller) => Ok((parts, body, caller)),
         Err(error) => {
-            tracing::debug!(%error, "authentication failed");
-            Err(auth_error_response(request_id, &error))
+            let response = auth_error_response(request_id, &error);
+            // Only the error type: the message can quote parts of the Authorization header.
+            let code = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::debug!(code, "authentication failed");
+            Err(response)
         }
     }
 }

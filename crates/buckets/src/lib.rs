@@ -1,36 +1,40 @@
 //! Buckets: where trails deliver their files, and what the S3 endpoint serves.
 //!
 //! Two kinds of bucket, one [`Destination`] seam:
-//! - **Local buckets** are folders under `<data>/buckets/`, in the layout of the `s3s-fs` crate
-//!   (an object is a file at `<bucket>/<key>`; its user metadata a JSON sidecar). The same
-//!   `s3s-fs` file system serves them over the S3 protocol, so a digest's signature metadata
-//!   written here is exactly what `HeadObject` and `GetObject` return. (object_store's local
-//!   file system cannot keep user metadata, which digests need, so local buckets are written
-//!   through the store that serves them.)
+//! - **Local buckets** live in OpenTrail's own store ([`LocalBuckets`], module `local`): object
+//!   bodies in files named by a random ID, and an SQLite index from `(bucket, key)` to the file,
+//!   its size, ETag, content type, user metadata, writer and write-once flag. Keys are data,
+//!   never paths. The audited S3 endpoint serves the same store, so a digest's signature
+//!   metadata written here is exactly what `HeadObject` and `GetObject` return.
 //! - **Remote buckets** live on any S3-compatible endpoint and are written with `object_store`'s
 //!   S3 client.
 //!
 //! Invariants:
-//! - [`Destination::put_new`] never replaces an object: an existing key is left untouched and
-//!   reported as [`BucketError::AlreadyExists`]. Log and digest files are written once.
-//! - A local put returns only after the object and its metadata are on disk (`syncfs`), so a
-//!   delivery cursor committed afterwards never points past a file a crash could lose.
+//! - [`Destination::put_new`] never replaces an object. If the key holds an identical body with
+//!   identical user metadata, it answers `Ok(())` (a retry after a crash); if it holds anything
+//!   else, [`BucketError::AlreadyExists`]. Log and digest files are written once, and local ones
+//!   are marked write-once so clients cannot replace them either (unless the operator allows it).
+//! - A local put returns only after the object and its index entry are durable, so a delivery
+//!   cursor committed afterwards never points past a file a crash could lose.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
-use object_store::{Attribute, Attributes, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
-use s3s::dto::{PutObjectInput, StreamingBlob};
-use s3s::{S3, S3Request};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 use serde::Deserialize;
 
-pub use s3s_fs::FileSystem;
+pub mod local;
+mod migrate;
+
+pub use local::{
+    ListPage, ListQuery, LocalBuckets, MAX_KEY_BYTES, NewObject, ObjectInfo, PartInfo, Replace, StoreOptions,
+    UploadInfo, Written, same_metadata, valid_key,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
@@ -42,6 +46,24 @@ pub enum BucketError {
     Store(String),
     #[error("the bucket store's folder {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the bucket name {0} is not valid")]
+    InvalidBucketName(String),
+    #[error("the key is not valid: {0}")]
+    InvalidKey(String),
+    #[error("the key {0} does not exist")]
+    NoSuchKey(String),
+    #[error("the bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    #[error("the multipart upload {0} does not exist")]
+    NoSuchUpload(String),
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("{0}")]
+    WriteOnce(String),
 }
 
 /// A string that never appears in logs.
@@ -64,99 +86,17 @@ pub trait Destination: Send + Sync {
     /// The bucket's name.
     fn bucket(&self) -> &str;
 
-    /// Writes a new object. Fails with [`BucketError::AlreadyExists`] if the key exists.
+    /// Writes a new object. If the key already holds an identical body with identical user
+    /// metadata, succeeds without writing (an idempotent retry); if it holds anything else,
+    /// fails with [`BucketError::AlreadyExists`].
     async fn put_new(&self, key: &str, body: Bytes, metadata: &Metadata) -> Result<(), BucketError>;
 
     /// Checks that the bucket exists and is reachable.
     async fn check(&self) -> Result<(), BucketError>;
 }
 
-/// The local bucket store: a folder of buckets served by `s3s-fs`.
-pub struct LocalBuckets {
-    file_system: Arc<FileSystem>,
-    root: PathBuf,
-}
-
-fn internal_request<T>(input: T) -> S3Request<T> {
-    S3Request {
-        input,
-        method: http::Method::PUT,
-        uri: http::Uri::from_static("/"),
-        headers: http::HeaderMap::new(),
-        extensions: http::Extensions::new(),
-        credentials: None,
-        region: None,
-        service: None,
-        trailing_headers: None,
-    }
-}
-
 fn store_error(error: impl fmt::Display) -> BucketError {
     BucketError::Store(error.to_string())
-}
-
-impl LocalBuckets {
-    pub fn open(root: &Path) -> Result<Self, BucketError> {
-        let io = |source| BucketError::Io { path: root.to_owned(), source };
-        std::fs::create_dir_all(root).map_err(io)?;
-        let file_system = FileSystem::new(root).map_err(|error| store_error(format!("{error:?}")))?;
-        Ok(Self { file_system: Arc::new(file_system), root: root.canonicalize().map_err(io)? })
-    }
-
-    /// The `s3s` implementation that serves these buckets.
-    pub fn file_system(&self) -> Arc<FileSystem> {
-        self.file_system.clone()
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn bucket_path(&self, bucket: &str) -> PathBuf {
-        self.root.join(bucket)
-    }
-
-    pub fn bucket_exists(&self, bucket: &str) -> bool {
-        valid_bucket_name(bucket) && self.bucket_path(bucket).is_dir()
-    }
-
-    /// Writes a new object in-process (not through the audited endpoint, so not recorded) and
-    /// syncs it to disk.
-    pub async fn put_new(&self, bucket: &str, key: &str, body: Bytes, metadata: &Metadata) -> Result<(), BucketError> {
-        if !self.bucket_exists(bucket) {
-            return Err(BucketError::NoSuchBucket(bucket.to_owned()));
-        }
-        let length = body.len() as i64;
-        let input = PutObjectInput::builder()
-            .bucket(bucket.to_owned())
-            .key(key.to_owned())
-            .content_length(Some(length))
-            .if_none_match(Some(s3s::dto::ETagCondition::Any))
-            .metadata((!metadata.is_empty()).then(|| metadata.iter().cloned().collect::<HashMap<_, _>>()))
-            .body(Some(StreamingBlob::from(s3s::Body::from(body))))
-            .build()
-            .map_err(store_error)?;
-        match self.file_system.put_object(internal_request(input)).await {
-            Ok(_) => {}
-            Err(error) if error.code() == &s3s::S3ErrorCode::PreconditionFailed => {
-                return Err(BucketError::AlreadyExists(format!("s3://{bucket}/{key}")));
-            }
-            Err(error) => return Err(store_error(format!("{:?}: {}", error.code(), error.message().unwrap_or("")))),
-        }
-        self.sync().await
-    }
-
-    /// Flushes the file system that holds the buckets (object, sidecar and folders at once).
-    async fn sync(&self) -> Result<(), BucketError> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            let folder = std::fs::File::open(&root)?;
-            rustix::fs::syncfs(&folder).map_err(std::io::Error::from)
-        })
-        .await
-        .map_err(store_error)?
-        .map_err(|source| BucketError::Io { path: self.root.clone(), source })
-    }
 }
 
 /// S3's bucket naming rules: 3-63 characters of lower-case letters, digits, `.` and `-`,
@@ -227,6 +167,35 @@ pub struct RemoteDestination {
 }
 
 impl RemoteDestination {
+    /// After a conditional put found the key taken: `Ok(())` if the object there is this very
+    /// file (our own earlier attempt, which a crash or timeout hid from us), else
+    /// `AlreadyExists`.
+    async fn same_as_existing(&self, key: &str, body: &Bytes, metadata: &Metadata) -> Result<(), BucketError> {
+        let taken = || BucketError::AlreadyExists(format!("s3://{}/{key} (with different content)", self.bucket));
+        let location = object_store::path::Path::from(key);
+        let existing = match self.store.get(&location).await {
+            Ok(existing) => existing,
+            // Deleted in between: still not ours to write over; the caller retries.
+            Err(object_store::Error::NotFound { .. }) => return Err(taken()),
+            Err(error) => return Err(store_error(error)),
+        };
+        let found: Metadata = existing
+            .attributes
+            .iter()
+            .filter_map(|(attribute, value)| match attribute {
+                Attribute::Metadata(name) => Some((name.to_string(), value.to_string())),
+                _ => None,
+            })
+            .collect();
+        let existing_body = existing.bytes().await.map_err(store_error)?;
+        if existing_body == *body && same_metadata(&found, metadata) {
+            tracing::debug!(bucket = %self.bucket, key, "a delivered file was already written (a retry)");
+            Ok(())
+        } else {
+            Err(taken())
+        }
+    }
+
     pub fn new(config: &RemoteBucketConfig) -> Result<Self, BucketError> {
         // Few quick retries inside object_store; the delivery worker retries with its own backoff
         // and reports the failure meanwhile.
@@ -265,11 +234,9 @@ impl Destination for RemoteDestination {
         }
         let options = PutOptions { mode: PutMode::Create, attributes, ..PutOptions::default() };
         let location = object_store::path::Path::from(key);
-        match self.store.put_opts(&location, PutPayload::from_bytes(body), options).await {
+        match self.store.put_opts(&location, PutPayload::from_bytes(body.clone()), options).await {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(BucketError::AlreadyExists(format!("s3://{}/{key}", self.bucket)))
-            }
+            Err(object_store::Error::AlreadyExists { .. }) => self.same_as_existing(key, &body, metadata).await,
             Err(error) => Err(store_error(error)),
         }
     }
@@ -285,23 +252,7 @@ impl Destination for RemoteDestination {
 
 #[cfg(test)]
 mod tests {
-    use s3s::dto::GetObjectInput;
-
     use super::*;
-
-    /// Reads a whole object back through the file system that serves it.
-    async fn get(buckets: &LocalBuckets, bucket: &str, key: &str) -> Result<Option<Bytes>, BucketError> {
-        let input =
-            GetObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().map_err(store_error)?;
-        let output = match buckets.file_system.get_object(internal_request(input)).await {
-            Ok(response) => response.output,
-            Err(error) if error.code() == &s3s::S3ErrorCode::NoSuchKey => return Ok(None),
-            Err(error) => return Err(store_error(format!("{:?}", error.code()))),
-        };
-        let Some(body) = output.body else { return Ok(Some(Bytes::new())) };
-        let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(body).await.map_err(store_error)?;
-        Ok(Some(chunks.concat().into()))
-    }
 
     #[tokio::test]
     async fn local_objects_are_written_once_with_metadata() {
@@ -309,15 +260,25 @@ mod tests {
         let buckets = Arc::new(LocalBuckets::open(folder.path()).unwrap());
         let destination = LocalDestination { buckets: buckets.clone(), bucket: "logs".into() };
         assert!(matches!(destination.check().await, Err(BucketError::NoSuchBucket(_))));
-        std::fs::create_dir(buckets.bucket_path("logs")).unwrap();
+        buckets.create_bucket("logs", Some("111111111111")).await.unwrap();
         destination.check().await.unwrap();
 
         let metadata = vec![("signature".to_owned(), "abc".to_owned())];
         destination.put_new("a/b.json.gz", Bytes::from_static(b"first"), &metadata).await.unwrap();
+        // The same file again is a retry, and succeeds without writing.
+        destination.put_new("a/b.json.gz", Bytes::from_static(b"first"), &metadata).await.unwrap();
         let again = destination.put_new("a/b.json.gz", Bytes::from_static(b"second"), &metadata).await;
         assert!(matches!(again, Err(BucketError::AlreadyExists(_))), "{again:?}");
-        assert_eq!(get(&buckets, "logs", "a/b.json.gz").await.unwrap().unwrap(), Bytes::from_static(b"first"));
-        assert_eq!(get(&buckets, "logs", "a/missing").await.unwrap(), None);
+        let other_metadata = vec![("signature".to_owned(), "abd".to_owned())];
+        let again = destination.put_new("a/b.json.gz", Bytes::from_static(b"first"), &other_metadata).await;
+        assert!(matches!(again, Err(BucketError::AlreadyExists(_))), "{again:?}");
+        let (info, body) = buckets.read_object("logs", "a/b.json.gz").await.unwrap().unwrap();
+        assert_eq!(body, b"first");
+        assert_eq!(info.metadata, metadata);
+        assert!(info.write_once);
+        assert_eq!(info.owner.as_deref(), Some("111111111111"));
+        assert!(buckets.read_object("logs", "a/missing").await.unwrap().is_none());
+        assert_eq!(buckets.file_count(), 1, "the retry and the refused writes left no files");
     }
 
     #[test]

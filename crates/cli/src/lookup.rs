@@ -49,7 +49,22 @@ fn request_body(args: &LookupArgs, next_token: Option<&str>) -> Result<Value> {
     Ok(body)
 }
 
+/// Prints the events; a reader that goes away (`opentrail lookup | head`) ends the command
+/// quietly and successfully, as ripgrep and other filters do, instead of an error.
 pub fn run(args: LookupArgs) -> Result<()> {
+    match print_events(args) {
+        Err(error) if is_broken_pipe(&error) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn print_events(args: LookupArgs) -> Result<()> {
     let connection = Connection::from_env(args.endpoint_url.clone(), args.region.clone())?;
 
     let mut out = std::io::stdout().lock();
@@ -91,5 +106,6 @@ pub fn run(args: LookupArgs) -> Result<()> {
     if !args.json_lines {
         writeln!(out, "{printed} events")?;
     }
+    out.flush()?;
     Ok(())
 }

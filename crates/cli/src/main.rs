@@ -5,6 +5,7 @@ mod import;
 mod lookup;
 mod put_events;
 mod query;
+mod rotate_master_key;
 mod times;
 mod validate_logs;
 
@@ -15,6 +16,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opentrail_service::{Config, Credentials, OpenTrail, Secret};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(name = "opentrail", version, about = "A self-hosted, CloudTrail-compatible audit trail")]
@@ -74,7 +77,7 @@ enum Command {
         /// File every record under this account instead of its recipientAccountId.
         #[arg(long)]
         account: Option<String>,
-        /// Region for records without awsRegion.
+        /// Region for records whose awsRegion is missing or not one of CloudTrail's Regions.
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
@@ -83,13 +86,47 @@ enum Command {
     Query(query::QueryArgs),
     /// Import a folder of CloudTrail log files into an event data store of a data directory.
     Import(import::ImportArgs),
+    RotateMasterKey(rotate_master_key::RotateMasterKeyArgs),
+}
+
+/// Crates that log requests, headers, presigned query strings or computed signatures below
+/// `info` (s3s prints whole requests at debug, aws-sigv4 the signing inputs at trace, the SDK
+/// runtime its requests at trace): capped at `info` whatever `RUST_LOG` says, because a log is
+/// no place for credentials.
+const CAPPED_TARGETS: &[&str] = &[
+    "s3s",
+    "s3s_fs",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "ureq",
+    "ureq_proto",
+    "rustls",
+];
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second filter layer: an event must pass both, so no RUST_LOG directive (however
+    // specific its target) can lift these crates above the cap.
+    let caps = CAPPED_TARGETS.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |caps, target| {
+        caps.with_target(*target, LevelFilter::INFO)
+    });
+    // Colour codes only for a terminal: piped into a file or a log collector they are noise.
+    let output =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry().with(requested).with(caps).with(output).init();
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    opentrail_delivery::private_files::restrict_new_files();
+    init_logging();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -110,6 +147,7 @@ fn main() -> Result<()> {
         }
         Command::Query(args) => query::run(args),
         Command::Import(args) => runtime.block_on(import::run(args)),
+        Command::RotateMasterKey(args) => rotate_master_key::run(args),
         Command::ValidateLogs(args) => {
             if !runtime.block_on(validate_logs::run(args))? {
                 std::process::exit(1);
@@ -153,12 +191,34 @@ fn load_config(config: Option<&PathBuf>, listen: &SocketAddr) -> Result<Config> 
     if let Ok(interval) = std::env::var("OPENTRAIL_DIGEST_INTERVAL") {
         config.delivery.digest_interval = Some(interval);
     }
+    if let Ok(timeout) = std::env::var("OPENTRAIL_HEADER_READ_TIMEOUT") {
+        config.limits.header_read_timeout = Some(timeout);
+    }
+    if let Ok(timeout) = std::env::var("OPENTRAIL_IDLE_TIMEOUT") {
+        config.limits.idle_timeout = Some(timeout);
+    }
+    if let Ok(max) = std::env::var("OPENTRAIL_MAX_CONNECTIONS") {
+        let max = max.parse().with_context(|| format!("OPENTRAIL_MAX_CONNECTIONS {max:?} is not a number"))?;
+        config.limits.max_connections = Some(max);
+    }
     Ok(config)
+}
+
+/// The listener's limits: the config's `[limits]` (or their variables) over the defaults.
+fn http_limits(config: &Config) -> Result<opentrail_api::HttpLimits> {
+    let configured = config.limits.parse()?;
+    let defaults = opentrail_api::HttpLimits::default();
+    Ok(opentrail_api::HttpLimits {
+        header_read_timeout: configured.header_read_timeout.unwrap_or(defaults.header_read_timeout),
+        idle_timeout: configured.idle_timeout.unwrap_or(defaults.idle_timeout),
+        max_connections: configured.max_connections.unwrap_or(defaults.max_connections),
+    })
 }
 
 async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -> Result<()> {
     let config = load_config(config.as_ref(), &listen)?;
     let credentials = Credentials::from_config(&config)?;
+    let limits = http_limits(&config)?;
     let options = config.service_options()?;
     tracing::info!(
         delivery_interval = ?options.settings.delivery_interval,
@@ -172,7 +232,7 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -
     let address = listener.local_addr()?;
     tracing::info!(data_dir = %data_dir.display(), "OpenTrail is ready");
     println!("OpenTrail listening on http://{address}");
-    opentrail_api::serve(listener, service, shutdown_signal()).await?;
+    opentrail_api::serve(listener, service, limits, shutdown_signal()).await?;
     tracing::info!("OpenTrail stopped");
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use opentrail_model::record::LookupAttribute;
+use opentrail_model::regions::is_cloudtrail_region;
 use opentrail_model::{AccountId, EventRecord, Region};
 use opentrail_service::{Config, Credentials, OpenTrail};
 use serde_json::Value;
@@ -56,7 +57,12 @@ pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &s
                     .with_context(|| format!("record {}: no 12-digit account ID; pass --account", number + 1))?
             }
         };
-        let region = text("/awsRegion").and_then(|r| Region::parse(&r)).unwrap_or_else(|| fallback_region.clone());
+        // Only Regions CloudTrail has can be looked up (the API refuses any other), so a record
+        // from an anonymised or placeholder Region is filed under the fallback; its fields stay.
+        let region = text("/awsRegion")
+            .and_then(|r| Region::parse(&r))
+            .filter(|r| is_cloudtrail_region(r.as_str()))
+            .unwrap_or_else(|| fallback_region.clone());
         let event = EventRecord::new(account, region, record).with_context(|| format!("record {}", number + 1))?;
         events.push(event);
     }

@@ -25,6 +25,8 @@ pub enum StoreError {
     Decode(#[from] serde_json::Error),
     #[error("the account's state changed concurrently")]
     Conflict,
+    #[error("no signing key has the fingerprint {0}")]
+    UnknownKey(String),
 }
 
 /// An account's trails as read, with the version to condition a write on.
@@ -41,6 +43,19 @@ pub enum TrailChange {
     Delete {
         arn: String,
     },
+    /// Binds a trail to the identity its bucket has now (replacing any earlier binding).
+    BindBucket(TrailBucket),
+}
+
+/// The bucket a trail was created or updated for: its name, owner and creation time. Delivery
+/// writes only while the bucket of that name is still this one, so a bucket deleted and
+/// created again (by anyone) under the same name is never a destination by accident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailBucket {
+    pub trail_arn: String,
+    pub bucket: String,
+    pub owner: AccountId,
+    pub created_ms: i64,
 }
 
 /// A bucket of the local bucket store and who owns it.
@@ -60,7 +75,8 @@ pub struct SigningKey {
     pub fingerprint: String,
     /// PKCS#1 `RSAPublicKey` DER.
     pub public_der: Vec<u8>,
-    /// PKCS#1 `RSAPrivateKey` DER. Stored unencrypted in the data directory.
+    /// PKCS#1 `RSAPrivateKey` DER, or (as stored) that DER sealed by the delivery crate's
+    /// master key; the store keeps whichever bytes it is given.
     pub private_der: Vec<u8>,
     pub valid_from_ms: i64,
     pub valid_to_ms: i64,
@@ -125,6 +141,18 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Signing keys of a Region, oldest first.
     fn signing_keys(&self, region: &str) -> Result<Vec<SigningKey>, StoreError>;
     fn add_signing_key(&self, key: &SigningKey) -> Result<(), StoreError>;
+    /// Every signing key of every Region.
+    fn all_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+    /// Replaces the stored private halves `(fingerprint, bytes)` in one transaction (sealing and
+    /// re-sealing); nothing changes if any fingerprint is unknown. The old bytes are overwritten
+    /// on disk, not just unlinked.
+    fn replace_private_keys(&self, replacements: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+
+    /// The bucket identity a trail is bound to, if any.
+    fn trail_bucket(&self, trail_arn: &str) -> Result<Option<TrailBucket>, StoreError>;
+    /// Binds a trail that has no binding yet (trails created before bindings existed); `false`
+    /// if it already had one, which is then left as it is.
+    fn bind_unbound_trail(&self, binding: &TrailBucket) -> Result<bool, StoreError>;
 
     /// A journal consumer's durable state (an opaque document the consumer defines).
     fn consumer_state(&self, consumer: &str) -> Result<Option<String>, StoreError>;
@@ -172,6 +200,9 @@ impl SqliteStore {
         // WAL with full sync: a committed mutation survives a crash of the process or machine.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
+        // Deleted and overwritten content is zeroed, so a private key that was re-sealed does
+        // not live on in a free page.
+        connection.pragma_update(None, "secure_delete", "ON")?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS account_versions (
                  account_id TEXT PRIMARY KEY,
@@ -196,6 +227,12 @@ impl SqliteStore {
                  private_der BLOB NOT NULL,
                  valid_from_ms INTEGER NOT NULL,
                  valid_to_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS trail_buckets (
+                 trail_arn TEXT PRIMARY KEY,
+                 bucket TEXT NOT NULL,
+                 account_id TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL
              );
              CREATE TABLE IF NOT EXISTS consumer_states (
                  consumer TEXT PRIMARY KEY,
@@ -230,6 +267,17 @@ impl SqliteStore {
 
 fn bucket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn signing_key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SigningKey> {
+    Ok(SigningKey {
+        region: row.get(0)?,
+        fingerprint: row.get(1)?,
+        public_der: row.get(2)?,
+        private_der: row.get(3)?,
+        valid_from_ms: row.get(4)?,
+        valid_to_ms: row.get(5)?,
+    })
 }
 
 fn to_bucket((name, account, region, created_ms): (String, String, String, i64)) -> Option<BucketRecord> {
@@ -327,18 +375,7 @@ impl ControlStore for SqliteStore {
             "SELECT region, fingerprint, public_der, private_der, valid_from_ms, valid_to_ms
              FROM signing_keys WHERE region = ?1 ORDER BY valid_from_ms",
         )?;
-        let keys = statement
-            .query_map([region], |row| {
-                Ok(SigningKey {
-                    region: row.get(0)?,
-                    fingerprint: row.get(1)?,
-                    public_der: row.get(2)?,
-                    private_der: row.get(3)?,
-                    valid_from_ms: row.get(4)?,
-                    valid_to_ms: row.get(5)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = statement.query_map([region], signing_key_from_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(keys)
     }
 
@@ -349,6 +386,60 @@ impl ControlStore for SqliteStore {
             params![key.fingerprint, key.region, key.public_der, key.private_der, key.valid_from_ms, key.valid_to_ms],
         )?;
         Ok(())
+    }
+
+    fn all_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT region, fingerprint, public_der, private_der, valid_from_ms, valid_to_ms
+             FROM signing_keys ORDER BY region, valid_from_ms",
+        )?;
+        let keys = statement.query_map([], signing_key_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(keys)
+    }
+
+    fn replace_private_keys(&self, replacements: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (fingerprint, private) in replacements {
+            let changed = txn.execute(
+                "UPDATE signing_keys SET private_der = ?2 WHERE fingerprint = ?1",
+                params![fingerprint, private],
+            )?;
+            // The fingerprint is the primary key: one row or none.
+            assert!(changed <= 1, "fingerprint {fingerprint} names {changed} keys");
+            if changed == 0 {
+                return Err(StoreError::UnknownKey(fingerprint.clone()));
+            }
+        }
+        txn.commit()?;
+        // Copy the new pages into the main file and empty the WAL, so the replaced bytes are
+        // gone from both files (secure_delete zeroes the freed ones).
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn trail_bucket(&self, trail_arn: &str) -> Result<Option<TrailBucket>, StoreError> {
+        let row = self
+            .lock()
+            .query_row(
+                "SELECT trail_arn, bucket, account_id, created_ms FROM trail_buckets WHERE trail_arn = ?1",
+                [trail_arn],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get(3)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(trail_arn, bucket, account, created_ms)| {
+            Some(TrailBucket { trail_arn, bucket, owner: AccountId::parse(&account).ok()?, created_ms })
+        }))
+    }
+
+    fn bind_unbound_trail(&self, binding: &TrailBucket) -> Result<bool, StoreError> {
+        let inserted = self.lock().execute(
+            "INSERT INTO trail_buckets (trail_arn, bucket, account_id, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (trail_arn) DO NOTHING",
+            params![binding.trail_arn, binding.bucket, binding.owner.as_str(), binding.created_ms],
+        )?;
+        Ok(inserted == 1)
     }
 
     fn consumer_state(&self, consumer: &str) -> Result<Option<String>, StoreError> {
@@ -496,9 +587,18 @@ impl ControlStore for SqliteStore {
                          ON CONFLICT (account_id, arn) DO UPDATE SET document = excluded.document",
                         params![account.as_str(), trail.arn(), serde_json::to_string(trail)?],
                     )?,
-                    TrailChange::Delete { arn } => txn.execute(
-                        "DELETE FROM trails WHERE account_id = ?1 AND arn = ?2",
-                        params![account.as_str(), arn],
+                    TrailChange::Delete { arn } => {
+                        txn.execute("DELETE FROM trail_buckets WHERE trail_arn = ?1", [arn])?;
+                        txn.execute(
+                            "DELETE FROM trails WHERE account_id = ?1 AND arn = ?2",
+                            params![account.as_str(), arn],
+                        )?
+                    }
+                    TrailChange::BindBucket(binding) => txn.execute(
+                        "INSERT INTO trail_buckets (trail_arn, bucket, account_id, created_ms) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (trail_arn) DO UPDATE SET bucket = excluded.bucket,
+                             account_id = excluded.account_id, created_ms = excluded.created_ms",
+                        params![binding.trail_arn, binding.bucket, binding.owner.as_str(), binding.created_ms],
                     )?,
                 };
             }
@@ -586,6 +686,59 @@ mod tests {
         assert_eq!(store.list_buckets(&account).unwrap(), vec![bucket]);
         store.delete_bucket("logs").unwrap();
         assert_eq!(store.bucket("logs").unwrap(), None);
+    }
+
+    #[test]
+    fn trail_bindings_follow_their_trail() {
+        let store = SqliteStore::in_memory().unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let arn = trail("a").arn();
+        let binding =
+            TrailBucket { trail_arn: arn.clone(), bucket: "bucket".into(), owner: account.clone(), created_ms: 7 };
+        store
+            .apply_trail_changes(
+                &account,
+                0,
+                &[TrailChange::Put(Box::new(trail("a"))), TrailChange::BindBucket(binding.clone())],
+            )
+            .unwrap();
+        assert_eq!(store.trail_bucket(&arn).unwrap(), Some(binding.clone()));
+        // A binding that exists is not replaced by the first-use path, only by a change.
+        let later = TrailBucket { created_ms: 9, ..binding.clone() };
+        assert!(!store.bind_unbound_trail(&later).unwrap());
+        assert_eq!(store.trail_bucket(&arn).unwrap(), Some(binding));
+        store.apply_trail_changes(&account, 1, &[TrailChange::BindBucket(later.clone())]).unwrap();
+        assert_eq!(store.trail_bucket(&arn).unwrap(), Some(later.clone()));
+        store.apply_trail_changes(&account, 2, &[TrailChange::Delete { arn: arn.clone() }]).unwrap();
+        assert_eq!(store.trail_bucket(&arn).unwrap(), None);
+        assert!(store.bind_unbound_trail(&later).unwrap());
+    }
+
+    #[test]
+    fn private_keys_are_replaced_in_place_and_wholly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        let key = |fingerprint: &str, private: &[u8]| SigningKey {
+            region: "us-east-1".into(),
+            fingerprint: fingerprint.into(),
+            public_der: vec![1],
+            private_der: private.to_vec(),
+            valid_from_ms: 0,
+            valid_to_ms: 10,
+        };
+        let secret = b"PLAINTEXT-PRIVATE-KEY-BYTES-0123456789";
+        store.add_signing_key(&key("f1", secret)).unwrap();
+        store.add_signing_key(&key("f2", b"other")).unwrap();
+        let unknown = store.replace_private_keys(&[("f1".into(), b"sealed".to_vec()), ("nope".into(), vec![])]);
+        assert!(matches!(unknown, Err(StoreError::UnknownKey(f)) if f == "nope"));
+        assert_eq!(store.all_signing_keys().unwrap()[0].private_der, secret.to_vec(), "rolled back");
+        store.replace_private_keys(&[("f1".into(), b"sealed-bytes".to_vec())]).unwrap();
+        let keys = store.all_signing_keys().unwrap();
+        assert_eq!(keys.iter().map(|k| k.private_der.as_slice()).collect::<Vec<_>>(), [&b"sealed-bytes"[..], b"other"]);
+        let mut on_disk = std::fs::read(&path).unwrap();
+        on_disk.extend(std::fs::read(dir.path().join("control.sqlite-wal")).unwrap_or_default());
+        assert!(!on_disk.windows(secret.len()).any(|w| w == secret), "the replaced bytes are gone from disk");
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub mod digest;
 pub mod keys;
 pub mod layout;
 pub mod logfile;
+pub mod master_key;
 pub mod notify;
+pub mod private_files;
 pub mod validate;
 mod worker;
 
@@ -29,6 +31,7 @@ use opentrail_buckets::{
 };
 
 pub use crate::keys::SigningKeys;
+pub use crate::master_key::{MasterKey, MasterKeyError, MasterKeySource};
 pub use crate::notify::{NotificationStatus, NotificationTarget, Notifier};
 pub use crate::worker::{
     BatchPlan, Chain, DeliveryStatus, DeliveryWorker, DigestPlan, TrailDeliveryState, load_state,
@@ -53,6 +56,30 @@ pub enum DeliveryError {
     MissingKey(String),
     #[error("a delivery task failed: {0}")]
     Task(String),
+    /// The trail's bucket was deleted. Reported as S3 reports it (`NoSuchBucket`).
+    #[error("NoSuchBucket: the bucket {0} no longer exists; update the trail to deliver again")]
+    BucketDeleted(String),
+    /// A bucket of the trail's bucket name exists but is not the one the trail was set up
+    /// with (deleted and created again, perhaps by another account). Reported as S3 reports a
+    /// bucket one may not write (`AccessDenied`).
+    #[error("AccessDenied: the bucket {0} is not the bucket the trail was created or updated for")]
+    BucketReplaced(String),
+    /// Something else is stored at a key the trail was to write; it is left as it is.
+    #[error("ObjectAlreadyExists: {key} in bucket {bucket} holds an object this trail did not write")]
+    ObjectExists { bucket: String, key: String },
+}
+
+impl DeliveryError {
+    /// The text `GetTrailStatus` shows as the latest delivery error: S3's error code where
+    /// CloudTrail would show one, else the error itself.
+    pub fn status_text(&self) -> String {
+        match self {
+            Self::BucketDeleted(_) => "NoSuchBucket".into(),
+            Self::BucketReplaced(_) => "AccessDenied".into(),
+            Self::Bucket(BucketError::NoSuchBucket(_)) => "NoSuchBucket".into(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Timing and size knobs.

@@ -12,6 +12,17 @@
 //!
 //! Digests follow the same pattern: plan (Region, end time, key fingerprint), write, commit the
 //! new chain head. PKCS#1 v1.5 signatures are deterministic, so a retried digest is identical.
+//!
+//! Misdirection is refused, never absorbed:
+//! - Each batch and digest first checks that the trail's bucket is still the bucket the trail
+//!   was bound to (owner and creation time): a deleted bucket is `NoSuchBucket`, a bucket of the
+//!   same name created again (by anyone) is `AccessDenied`, and nothing is written to it.
+//! - `put_new` answers `Ok` for an identical object already there (a retry after a crash), so
+//!   `AlreadyExists` means something else holds the key. That is a delivery error in the status,
+//!   the object is left as it is, and the plan moves to a key nobody took (a log file gets a new
+//!   unique part, a digest ends one second later), so the chain goes on and still lists exactly
+//!   what was delivered.
+//! - Only Regions CloudTrail has get log files and digest chains.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,9 +32,11 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use opentrail_buckets::BucketError;
 use opentrail_control::ControlStore;
+use opentrail_control::TrailBucket;
 use opentrail_journal::{Journal, Position};
 use opentrail_model::Trail;
 use opentrail_model::record::{RecordView, format_event_time, split_envelope};
+use opentrail_model::regions::is_cloudtrail_region;
 use opentrail_model::selectors::{advanced_selects, basic_selects};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +59,10 @@ pub struct BatchPlan {
     pub from: Position,
     pub to: Position,
     pub delivered_ms: i64,
+    /// Regions whose log file key was found taken by another object, with how many times: the
+    /// file's unique part then also derives from this count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub renamed: BTreeMap<String, u32>,
 }
 
 /// A planned digest.
@@ -162,6 +179,10 @@ fn ms_to_time(ms: i64) -> DateTime<Utc> {
 /// their own files, not to log files.
 fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> bool {
     if account != trail.account.as_str() || !(trail.is_multi_region_trail || region == trail.home_region.as_str()) {
+        return false;
+    }
+    // A Region CloudTrail does not have would open a digest chain nobody can ever validate.
+    if !is_cloudtrail_region(region) {
         return false;
     }
     if record.get("eventCategory").and_then(Value::as_str) == Some("Insight") {
@@ -291,10 +312,11 @@ impl DeliveryWorker {
         digest: bool,
         error: DeliveryError,
     ) -> DeliveryError {
+        let text = error.status_text();
         if digest {
-            state.status.latest_digest_error = Some(error.to_string());
+            state.status.latest_digest_error = Some(text.clone());
         }
-        state.status.latest_delivery_error = Some(error.to_string());
+        state.status.latest_delivery_error = Some(text);
         state.status.latest_delivery_attempt_ms = Some(Utc::now().timestamp_millis());
         state.status.latest_delivery_attempt_succeeded = Some(false);
         if let Err(save_error) = self.save(&trail.arn(), state).await {
@@ -316,6 +338,8 @@ impl DeliveryWorker {
         let mut state = loaded
             .clone()
             .unwrap_or_else(|| TrailDeliveryState::new_session(session_start, started_ms, DeliveryStatus::default()));
+        // Chains of Regions CloudTrail does not have (opened before they were refused) end here.
+        state.chains.retain(|region, _| is_cloudtrail_region(region));
         if state.cursor < self.journal.start() {
             tracing::error!(trail = arn, cursor = state.cursor, "events expired before delivery");
             state.cursor = self.journal.start();
@@ -348,7 +372,7 @@ impl DeliveryWorker {
             if to <= from {
                 break;
             }
-            let plan = BatchPlan { from, to, delivered_ms: now.timestamp_millis() };
+            let plan = BatchPlan { from, to, delivered_ms: now.timestamp_millis(), renamed: BTreeMap::new() };
             state.batch_plan = Some(plan.clone());
             self.save(&arn, &state).await?;
             self.write_batch(trail, &mut state, plan, Some(selected)).await?;
@@ -363,9 +387,19 @@ impl DeliveryWorker {
                 previous: None,
                 files: Vec::new(),
             });
-            // Whole seconds: the digest's times and its key carry seconds only.
-            let end_ms = now.timestamp() * 1000;
-            for region in state.chains.keys().cloned().collect::<Vec<_>>() {
+            // Whole seconds: the digest's times and its key carry seconds only. The final digest
+            // ends on the next whole second, so it covers the stop and is later than any digest
+            // written before it (which would otherwise hold the same second's key).
+            let end_ms = (now.timestamp_millis() + 999).div_euclid(1000) * 1000;
+            let ends: Vec<(String, i64)> = state
+                .chains
+                .iter()
+                .map(|(region, chain)| {
+                    let after_previous = chain.window_start_ms - chain.window_start_ms.rem_euclid(1000) + 1000;
+                    (region.clone(), end_ms.max(after_previous))
+                })
+                .collect();
+            for (region, end_ms) in ends {
                 self.plan_and_write_digest(trail, &mut state, region, end_ms, now).await?;
             }
         } else if !session_ends {
@@ -419,16 +453,34 @@ impl DeliveryWorker {
                     .0
             }
         };
+        if let Err(error) = self.check_bucket(trail).await {
+            return Err(self.failed(trail, state, false, error).await);
+        }
         let destination = self.destinations.destination(&trail.s3_bucket_name);
         let delivered = ms_to_time(plan.delivered_ms);
         let arn = trail.arn();
         let mut written: Vec<(String, DigestLogFile)> = Vec::new();
         for (region, records) in &selected {
             let file = build_log_file(records.iter().map(|(json, time)| (json.as_slice(), *time)));
-            let unique = unique_suffix(&format!("{arn}|{region}|{}", plan.from));
+            let unique = match plan.renamed.get(region) {
+                None => unique_suffix(&format!("{arn}|{region}|{}", plan.from)),
+                Some(renamed) => unique_suffix(&format!("{arn}|{region}|{}|{renamed}", plan.from)),
+            };
             let key = log_file_key(trail.s3_key_prefix.as_deref(), trail.account.as_str(), region, delivered, &unique);
             match destination.put_new(&key, Bytes::from(file.gzipped), &Vec::new()).await {
-                Ok(()) | Err(BucketError::AlreadyExists(_)) => {}
+                Ok(()) => {}
+                Err(BucketError::AlreadyExists(_)) => {
+                    tracing::warn!(
+                        trail = arn,
+                        key,
+                        "a log file's key holds another object; the file takes a new name"
+                    );
+                    let mut renamed = plan.clone();
+                    *renamed.renamed.entry(region.clone()).or_default() += 1;
+                    state.batch_plan = Some(renamed);
+                    let error = DeliveryError::ObjectExists { bucket: trail.s3_bucket_name.clone(), key };
+                    return Err(self.failed(trail, state, false, error).await);
+                }
                 Err(error) => return Err(self.failed(trail, state, false, error.into()).await),
             }
             let entry = DigestLogFile {
@@ -474,6 +526,52 @@ impl DeliveryWorker {
         Ok(())
     }
 
+    /// Checks that the trail's bucket is still the one it was bound to when it was created or
+    /// last updated. Trails from before bindings existed are bound to their bucket on first use,
+    /// if their own account owns it. Remote buckets are the operator's configuration and are
+    /// trusted as configured.
+    async fn check_bucket(&self, trail: &Trail) -> Result<(), DeliveryError> {
+        let name = trail.s3_bucket_name.clone();
+        if self.destinations.is_remote(&name) {
+            return Ok(());
+        }
+        let (store, arn, account) = (self.store.clone(), trail.arn(), trail.account.clone());
+        blocking(move || {
+            let bucket = store.bucket(&name)?;
+            let binding = match store.trail_bucket(&arn)? {
+                Some(binding) => binding,
+                None => {
+                    let Some(bucket) = &bucket else { return Err(DeliveryError::BucketDeleted(name)) };
+                    if bucket.account != account {
+                        return Err(DeliveryError::BucketReplaced(name));
+                    }
+                    let binding = TrailBucket {
+                        trail_arn: arn.clone(),
+                        bucket: name.clone(),
+                        owner: bucket.account.clone(),
+                        created_ms: bucket.created_ms,
+                    };
+                    if store.bind_unbound_trail(&binding)? {
+                        tracing::info!(trail = arn, bucket = name, "trail bound to its bucket");
+                    }
+                    store.trail_bucket(&arn)?.unwrap_or(binding)
+                }
+            };
+            match bucket {
+                None => Err(DeliveryError::BucketDeleted(name)),
+                Some(bucket)
+                    if binding.bucket != bucket.name
+                        || binding.owner != bucket.account
+                        || binding.created_ms != bucket.created_ms =>
+                {
+                    Err(DeliveryError::BucketReplaced(name))
+                }
+                Some(_) => Ok(()),
+            }
+        })
+        .await?
+    }
+
     async fn plan_and_write_digest(
         &self,
         trail: &Trail,
@@ -482,9 +580,11 @@ impl DeliveryWorker {
         end_ms: i64,
         now: DateTime<Utc>,
     ) -> Result<(), DeliveryError> {
+        // A digest is signed with the key of the Region it covers: validate-logs run in that
+        // Region asks that Region's ListPublicKeys for it.
         let keys = self.keys.clone();
-        let home = trail.home_region.as_str().to_owned();
-        let key = blocking(move || keys.current(&home, now)).await??;
+        let signing_region = region.clone();
+        let key = blocking(move || keys.current(&signing_region, now)).await??;
         let plan = DigestPlan { region, end_ms, fingerprint: key.fingerprint };
         state.digest_plan = Some(plan.clone());
         self.save(&trail.arn(), state).await?;
@@ -531,11 +631,20 @@ impl DeliveryWorker {
             log_files: chain.files.clone(),
         };
         let keys = self.keys.clone();
-        let (home, fingerprint) = (trail.home_region.as_str().to_owned(), plan.fingerprint.clone());
-        let signing_key = blocking(move || keys.by_fingerprint(&home, &fingerprint)).await??;
+        let (region, home, fingerprint) =
+            (plan.region.clone(), trail.home_region.as_str().to_owned(), plan.fingerprint.clone());
+        // Plans made before digests were signed per Region name a key of the home Region.
+        let signing_key = blocking(move || match keys.by_fingerprint(&region, &fingerprint)? {
+            Some(key) => Ok(Some(key)),
+            None => keys.by_fingerprint(&home, &fingerprint),
+        })
+        .await??;
         let Some(signing_key) = signing_key else {
             return Err(DeliveryError::MissingKey(plan.fingerprint.clone()));
         };
+        if let Err(error) = self.check_bucket(trail).await {
+            return Err(self.failed(trail, state, true, error).await);
+        }
         let signed = sign_digest(&document, &signing_key.private_der)?;
         let metadata = vec![
             ("signature".to_owned(), signed.signature_hex.clone()),
@@ -543,7 +652,16 @@ impl DeliveryWorker {
         ];
         let destination = self.destinations.destination(&trail.s3_bucket_name);
         match destination.put_new(&key, Bytes::from(signed.gzipped.clone()), &metadata).await {
-            Ok(()) | Err(BucketError::AlreadyExists(_)) => {}
+            Ok(()) => {}
+            Err(BucketError::AlreadyExists(_)) => {
+                // The key is taken by an object this trail did not write (an identical retry
+                // is `Ok`). The digest moves to the next second's key, which the document names
+                // as its own, so the chain stays whole and validate-logs sees the stranger.
+                tracing::warn!(trail = trail.arn(), key, "a digest's key holds another object; the digest moves on");
+                state.digest_plan = Some(DigestPlan { end_ms: plan.end_ms + 1000, ..plan.clone() });
+                let error = DeliveryError::ObjectExists { bucket: trail.s3_bucket_name.clone(), key };
+                return Err(self.failed(trail, state, true, error).await);
+            }
             Err(error) => return Err(self.failed(trail, state, true, error.into()).await),
         }
         state.chains.insert(
@@ -574,8 +692,46 @@ impl DeliveryWorker {
 #[cfg(test)]
 mod tests {
     use opentrail_control::SqliteStore;
+    use opentrail_model::{AccountId, Region};
 
     use super::*;
+
+    #[test]
+    fn only_regions_cloudtrail_has_are_delivered() {
+        let trail = Trail {
+            name: "t".into(),
+            account: AccountId::parse("123456789012").unwrap(),
+            home_region: Region::parse("us-east-1").unwrap(),
+            s3_bucket_name: "bucket".into(),
+            s3_key_prefix: None,
+            sns_topic_name: None,
+            include_global_service_events: true,
+            is_multi_region_trail: true,
+            log_file_validation_enabled: true,
+            cloud_watch_logs_log_group_arn: None,
+            cloud_watch_logs_role_arn: None,
+            kms_key_id: None,
+            is_organization_trail: false,
+            event_selectors: None,
+            advanced_event_selectors: None,
+            insight_selectors: Vec::new(),
+            tags: Vec::new(),
+            is_logging: true,
+            start_logging_time_ms: None,
+            stop_logging_time_ms: None,
+            logging_started_at: None,
+            logging_stopped_at: None,
+            created_ms: 0,
+        };
+        let record = serde_json::json!({"eventName": "ListTrails", "readOnly": true, "eventCategory": "Management",
+            "managementEvent": true, "eventSource": "cloudtrail.amazonaws.com"});
+        for region in opentrail_model::regions::CLOUDTRAIL_REGIONS {
+            assert!(trail_selects(&trail, "123456789012", region, &record), "{region}");
+        }
+        for fake in ["us-east-9", "sagov-westsouth-1r", "xx-north-1"] {
+            assert!(!trail_selects(&trail, "123456789012", fake, &record), "{fake}");
+        }
+    }
 
     #[test]
     fn retention_keeps_what_logging_trails_still_deliver_only() {

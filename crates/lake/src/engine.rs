@@ -2,21 +2,26 @@
 //! CloudTrail Lake's shape: every value a string (timestamps `YYYY-MM-DD HH:MM:SS.mmm`, maps
 //! and structs as Trino prints them), plus the scan statistics `DescribeQuery` reports.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::sql::parser::Statement as DFStatement;
 use opentrail_model::lake::{QueryStatistics, StoreCategory};
 use url::Url;
 
+use crate::limits::QueryLimits;
 use crate::schema::{canonical_name, schema_for};
 use crate::sql::BridgedQuery;
 use crate::tables::{LAKE_URL, LakeTables, ParquetLake};
@@ -33,6 +38,7 @@ pub struct QueryOutput {
 pub struct QueryEngine {
     tables: Arc<ParquetLake>,
     target_partitions: usize,
+    limits: QueryLimits,
     /// Shared by every query: its caches keep Parquet footers between queries (files are never
     /// rewritten in place, so a cached footer stays true).
     runtime: Arc<RuntimeEnv>,
@@ -41,25 +47,46 @@ pub struct QueryEngine {
 /// A planned query: planning errors (unknown columns, type errors) surface at `StartQuery`.
 pub struct PlannedQuery {
     context: SessionContext,
+    limits: QueryLimits,
     plan: datafusion::logical_expr::LogicalPlan,
     column_names: Option<Vec<String>>,
 }
 
 impl QueryEngine {
     pub fn new(tables: Arc<ParquetLake>) -> Self {
+        Self::with_limits(tables, QueryLimits::default())
+    }
+
+    pub fn with_limits(tables: Arc<ParquetLake>, limits: QueryLimits) -> Self {
         let target_partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = Arc::new(RuntimeEnv::default());
         runtime.register_object_store(&Url::parse(LAKE_URL).expect("constant URL"), tables.object_store());
-        Self { tables, target_partitions, runtime }
+        Self { tables, target_partitions, limits, runtime }
     }
 
-    fn context(&self) -> SessionContext {
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// A session of its own per query: the shared caches and object stores, but a memory pool
+    /// of `memory_bytes` so that one query's joins, sorts and aggregations fail with
+    /// `ResourcesExhausted` instead of taking the process's memory. Spilling is off: a spill
+    /// would trade the memory bound for an unbounded use of the disk.
+    fn context(&self, limits: &QueryLimits) -> Result<SessionContext, DataFusionError> {
         let mut config = SessionConfig::new().with_target_partitions(self.target_partitions);
         config.options_mut().sql_parser.enable_ident_normalization = true;
         config.options_mut().execution.parquet.pushdown_filters = true;
-        let context = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let pool = TrackConsumersPool::new(
+            GreedyMemoryPool::new(limits.memory_bytes),
+            NonZeroUsize::new(3).expect("non-zero"),
+        );
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
+        let context = SessionContext::new_with_config_rt(config, runtime);
         functions::register(&context);
-        context
+        Ok(context)
     }
 
     /// Plans a bridged statement over the given stores (ID and category each).
@@ -68,28 +95,59 @@ impl QueryEngine {
         query: &BridgedQuery,
         stores: &[(String, StoreCategory)],
     ) -> Result<PlannedQuery, DataFusionError> {
-        let context = self.context();
+        self.plan_limited(query, stores, &self.limits).await
+    }
+
+    /// [`Self::plan`] with limits of the caller's choosing.
+    pub async fn plan_limited(
+        &self,
+        query: &BridgedQuery,
+        stores: &[(String, StoreCategory)],
+        limits: &QueryLimits,
+    ) -> Result<PlannedQuery, DataFusionError> {
+        let context = self.context(limits)?;
         for (id, category) in stores {
             let table = self.tables.clone().table(id, schema_for(*category));
             context.register_table(id.as_str(), table)?;
         }
         let statement = DFStatement::Statement(Box::new(query.statement.clone()));
         let plan = context.state().statement_to_plan(statement).await?;
-        Ok(PlannedQuery { context, plan, column_names: query.column_names.clone() })
+        Ok(PlannedQuery { context, limits: limits.clone(), plan, column_names: query.column_names.clone() })
     }
 
-    /// Runs a planned query to completion.
+    /// Runs a planned query to completion, reading its answer batch by batch so that the
+    /// result caps stop it as soon as they are passed (dropping the stream stops every
+    /// partition's work).
     pub async fn execute(&self, planned: PlannedQuery) -> Result<QueryOutput, LakeError> {
         let started = Instant::now();
         let frame = planned.context.execute_logical_plan(planned.plan).await?;
         let physical = frame.create_physical_plan().await?;
-        let batches = collect(physical.clone(), planned.context.task_ctx()).await?;
+        let mut stream = execute_stream(physical.clone(), planned.context.task_ctx())?;
         let schema = physical.schema();
         let columns = match planned.column_names {
             Some(names) if names.len() == schema.fields().len() => names,
             _ => schema.fields().iter().map(|field| canonical_name(field.name()).to_string()).collect(),
         };
-        let rows = rows_of(&batches)?;
+        let mut rows = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            for row in 0..batch.num_rows() {
+                let values: Vec<Option<String>> = batch
+                    .columns()
+                    .iter()
+                    .map(|column| format_value(column.as_ref(), row))
+                    .collect::<Result<_, _>>()?;
+                // What a row costs once stored: its text plus a cell's bookkeeping.
+                bytes += values.iter().map(|v| v.as_ref().map_or(0, String::len) as u64 + 24).sum::<u64>();
+                rows.push(values);
+                let limits = &planned.limits;
+                if rows.len() as u64 > limits.max_result_rows || bytes > limits.max_result_bytes {
+                    return Err(LakeError::ResultsTooLarge(limits.results_message()));
+                }
+            }
+        }
+        drop(stream);
         let mut statistics = scan_statistics(physical.as_ref());
         statistics.results_count = rows.len() as u64;
         statistics.execution_time_ms = started.elapsed().as_millis() as u64;
@@ -128,18 +186,6 @@ fn scan_statistics(plan: &dyn ExecutionPlan) -> QueryStatistics {
     let mut statistics = QueryStatistics::default();
     walk(plan, &mut statistics);
     statistics
-}
-
-fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>, LakeError> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            let values =
-                batch.columns().iter().map(|column| format_value(column.as_ref(), row)).collect::<Result<_, _>>()?;
-            rows.push(values);
-        }
-    }
-    Ok(rows)
 }
 
 /// One value as CloudTrail Lake prints it; `None` for SQL NULL.

@@ -6,11 +6,12 @@
 //! - [`tables`]: the table seam ([`tables::LakeTables`]) and its Parquet implementation.
 //! - [`writer`]: the journal consumer that fills stores exactly once.
 //! - [`sql`]: the dialect bridge; [`functions`]: Trino functions; [`engine`]: execution.
-//! - [`queries`]: the query lifecycle.
+//! - [`queries`]: the query lifecycle; [`limits`]: what one query may cost.
 
 pub mod engine;
 pub mod functions;
 pub mod import;
+pub mod limits;
 pub mod pruning;
 pub mod queries;
 pub mod schema;
@@ -19,6 +20,7 @@ pub mod tables;
 pub mod writer;
 
 pub use engine::{QueryEngine, QueryOutput};
+pub use limits::QueryLimits;
 pub use queries::{QueryResults, QueryService, StartQueryError};
 pub use tables::{LakeTables, ParquetLake};
 pub use writer::{LakeWriter, oldest_needed_position};
@@ -39,6 +41,11 @@ pub enum LakeError {
     Journal(#[from] opentrail_journal::JournalError),
     #[error("stored Lake state could not be decoded: {0}")]
     Decode(#[from] serde_json::Error),
+    /// The answer passed the result caps (the message names them).
+    #[error("{0}")]
+    ResultsTooLarge(String),
+    #[error("Lake query limits: {0}")]
+    Limits(String),
     #[error("I/O on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

@@ -8,7 +8,8 @@
 //! reads back as `FAILED`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::LakeError;
 use crate::engine::{QueryEngine, QueryOutput};
+use crate::limits::{QUERY_STACK_BYTES, QueryLimits};
 use crate::sql::{BridgeError, bridge};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,14 @@ pub struct QueryResults {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+/// One page of a finished query's rows, and how many rows there are in all.
+#[derive(Debug, Clone, Default)]
+pub struct ResultsPage {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub total: u64,
+}
+
 /// A Tokio runtime on threads of its own, shut down (off any async context) when dropped.
 struct QueryRuntime {
     handle: tokio::runtime::Handle,
@@ -59,6 +69,7 @@ impl QueryRuntime {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)
                     .thread_name("lake-query")
+                    .thread_stack_size(QUERY_STACK_BYTES)
                     .enable_all()
                     .build()
                     .expect("query runtime");
@@ -76,27 +87,42 @@ pub struct QueryService {
     store: Arc<dyn ControlStore>,
     engine: Arc<QueryEngine>,
     results_dir: PathBuf,
-    timeout: Duration,
+    limits: QueryLimits,
     runtime: QueryRuntime,
     /// Queries queued or running in this process, by ID, with their account.
     running: Mutex<HashMap<String, (AccountId, tokio::task::AbortHandle)>>,
 }
 
 impl QueryService {
+    /// `timeout` is the default; the limits' environment variables override it and the rest
+    /// ([`QueryLimits::from_env`]).
     pub fn new(
         store: Arc<dyn ControlStore>,
         engine: Arc<QueryEngine>,
         results_dir: PathBuf,
         timeout: Duration,
     ) -> Result<Self, LakeError> {
+        let limits =
+            QueryLimits::from_lookup(|name| std::env::var(name).ok(), QueryLimits { timeout, ..Default::default() })
+                .map_err(|error| LakeError::Limits(error.to_string()))?;
+        Self::with_limits(store, engine, results_dir, limits)
+    }
+
+    pub fn with_limits(
+        store: Arc<dyn ControlStore>,
+        engine: Arc<QueryEngine>,
+        results_dir: PathBuf,
+        limits: QueryLimits,
+    ) -> Result<Self, LakeError> {
         std::fs::create_dir_all(&results_dir)
             .map_err(|source| LakeError::Io { path: results_dir.display().to_string(), source })?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tracing::info!(?limits, "Lake query limits");
         Ok(Self {
             store,
             engine,
             results_dir,
-            timeout,
+            limits,
             runtime: QueryRuntime::start(threads),
             running: Mutex::new(HashMap::new()),
         })
@@ -106,8 +132,19 @@ impl QueryService {
         self.running.lock().expect("running queries lock")
     }
 
-    fn results_path(&self, id: &str) -> PathBuf {
-        self.results_dir.join(format!("{id}.json"))
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// Rows as JSON lines (the first line holds the column names) ...
+    fn rows_path(&self, id: &str) -> PathBuf {
+        self.results_dir.join(format!("{id}.rows"))
+    }
+
+    /// ... and where each row starts (little-endian u64s, one per row, then the end), so a
+    /// page is read without reading the rows before it.
+    fn index_path(&self, id: &str) -> PathBuf {
+        self.results_dir.join(format!("{id}.index"))
     }
 
     fn save(&self, query: &Query) -> Result<(), LakeError> {
@@ -124,33 +161,49 @@ impl QueryService {
         delivery_s3_uri: Option<String>,
         stores: &[EventDataStore],
     ) -> Result<Query, StartQueryError> {
-        let find =
-            |name: &str| stores.iter().find(|s| s.id.eq_ignore_ascii_case(name) || s.arn().eq_ignore_ascii_case(name));
-        let bridged = bridge(statement, |name| find(name).map(|s| s.id.clone())).map_err(|error| match error {
-            BridgeError::InvalidStatement(message) => StartQueryError::InvalidStatement(message),
-            BridgeError::UnknownTable(message) => StartQueryError::StoreNotFound(message),
-        })?;
-        let mut tables = Vec::new();
-        for id in &bridged.store_ids {
-            let store = find(id).expect("resolved above");
-            if store.status == StoreStatus::PendingDeletion {
-                return Err(StartQueryError::InactiveStore(format!(
-                    "Event data store {} is pending deletion and cannot be queried.",
-                    store.arn()
-                )));
+        // Bridging and planning recurse over the statement: they run on the query threads,
+        // whose stacks fit any statement within the depth limit.
+        let (engine, limits, statement_text, stores) =
+            (self.engine.clone(), self.limits.clone(), statement.to_string(), stores.to_vec());
+        let planning = self.runtime.handle.spawn(async move {
+            let find = |name: &str| {
+                stores.iter().find(|s| s.id.eq_ignore_ascii_case(name) || s.arn().eq_ignore_ascii_case(name))
+            };
+            let bridged =
+                bridge(&statement_text, |name| find(name).map(|s| s.id.clone())).map_err(|error| match error {
+                    BridgeError::InvalidStatement(message) => StartQueryError::InvalidStatement(message),
+                    BridgeError::UnknownTable(message) => StartQueryError::StoreNotFound(message),
+                })?;
+            let mut tables = Vec::new();
+            for id in &bridged.store_ids {
+                let store = find(id).expect("resolved above");
+                if store.status == StoreStatus::PendingDeletion {
+                    return Err(StartQueryError::InactiveStore(format!(
+                        "Event data store {} is pending deletion and cannot be queried.",
+                        store.arn()
+                    )));
+                }
+                tables.push((store.id.clone(), store.category()));
             }
-            tables.push((store.id.clone(), store.category()));
-        }
-        let planned = self.engine.plan(&bridged, &tables).await.map_err(|error| {
-            StartQueryError::InvalidStatement(format!("Query statement is not valid: {}", plain(&error)))
-        })?;
+            let planned = engine.plan_limited(&bridged, &tables, &limits).await.map_err(|error| {
+                StartQueryError::InvalidStatement(format!(
+                    "Query statement is not valid: {}",
+                    describe(&error, &limits)
+                ))
+            })?;
+            Ok((bridged.store_ids, planned))
+        });
+        let (store_ids, planned) = planning.await.map_err(|error| {
+            tracing::error!(%error, "planning a query failed");
+            StartQueryError::InvalidStatement("Query statement could not be planned.".into())
+        })??;
 
         let query = Query {
             id: uuid::Uuid::new_v4().to_string(),
             account: account.clone(),
             region: region.clone(),
             statement: statement.to_string(),
-            store_ids: bridged.store_ids.clone(),
+            store_ids,
             status: QueryStatus::Queued,
             created_ms: Utc::now().timestamp_millis(),
             delivery_s3_uri,
@@ -177,7 +230,8 @@ impl QueryService {
                     tracing::error!(%error, "cannot record a query as running");
                 }
             }
-            let outcome = tokio::time::timeout(this.timeout, this.engine.execute(planned)).await;
+            // On timeout the execution is dropped, and with it every partition's stream.
+            let outcome = tokio::time::timeout(this.limits.timeout, this.engine.execute(planned)).await;
             this.finish(task_query, outcome);
         });
         running.insert(query.id.clone(), (account.clone(), task.abort_handle()));
@@ -203,13 +257,18 @@ impl QueryService {
             Ok(Err(error)) => {
                 query.status = QueryStatus::Failed;
                 query.error_message = Some(match &error {
-                    LakeError::DataFusion(inner) => plain(inner),
-                    other => other.to_string(),
+                    LakeError::DataFusion(inner) => describe(inner, &self.limits),
+                    LakeError::ResultsTooLarge(message) => message.clone(),
+                    other => {
+                        tracing::warn!(%other, query = query.id, "query failed");
+                        "The query failed inside OpenTrail; see the server log.".to_string()
+                    }
                 });
             }
             Err(_) => {
                 query.status = QueryStatus::TimedOut;
-                query.error_message = Some(format!("The query ran longer than {} seconds.", self.timeout.as_secs()));
+                query.error_message =
+                    Some(format!("The query ran longer than {} seconds, the limit.", self.limits.timeout.as_secs()));
             }
         }
         if let Err(error) = self.save(&query) {
@@ -218,15 +277,36 @@ impl QueryService {
     }
 
     fn write_results(&self, id: &str, output: &QueryOutput) -> Result<(), LakeError> {
-        let results = QueryResults { columns: output.columns.clone(), rows: output.rows.clone() };
-        let path = self.results_path(id);
-        let temporary = path.with_extension("tmp");
-        let io = |source| LakeError::Io { path: path.display().to_string(), source };
-        let bytes = serde_json::to_vec(&results)?;
-        std::fs::write(&temporary, bytes).map_err(io)?;
-        std::fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(io)?;
-        std::fs::rename(&temporary, &path).map_err(io)?;
-        Ok(())
+        let (rows_path, index_path) = (self.rows_path(id), self.index_path(id));
+        let write = |path: &Path, fill: &dyn Fn(&mut BufWriter<std::fs::File>) -> std::io::Result<()>| {
+            let temporary = path.with_extension("tmp");
+            let io = |source| LakeError::Io { path: path.display().to_string(), source };
+            let mut file = BufWriter::new(std::fs::File::create(&temporary).map_err(io)?);
+            fill(&mut file).map_err(io)?;
+            file.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+            std::fs::rename(&temporary, path).map_err(io)
+        };
+        let mut lines = Vec::with_capacity(output.rows.len() + 1);
+        lines.push(serde_json::to_vec(&output.columns)?);
+        for row in &output.rows {
+            lines.push(serde_json::to_vec(row)?);
+        }
+        write(&rows_path, &|file| {
+            for line in &lines {
+                file.write_all(line)?;
+                file.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+        // The index goes last: a rows file without one was never finished.
+        write(&index_path, &|file| {
+            let mut offset = (lines[0].len() + 1) as u64;
+            for line in &lines[1..] {
+                file.write_all(&offset.to_le_bytes())?;
+                offset += (line.len() + 1) as u64;
+            }
+            file.write_all(&offset.to_le_bytes())
+        })
     }
 
     /// A query of the account, with a status that is true even after a restart.
@@ -284,21 +364,53 @@ impl QueryService {
         Ok(Some(query))
     }
 
-    /// The stored rows of a finished query.
+    /// The stored rows of a finished query, all of them (for delivery to a bucket).
     pub fn results(&self, id: &str) -> Result<Option<QueryResults>, LakeError> {
-        let path = self.results_path(id);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(LakeError::Io { path: path.display().to_string(), source }),
+        Ok(self.results_page(id, 0, usize::MAX)?.map(|page| QueryResults { columns: page.columns, rows: page.rows }))
+    }
+
+    /// `limit` rows from row `offset` of a finished query, reading only those rows.
+    pub fn results_page(&self, id: &str, offset: u64, limit: usize) -> Result<Option<ResultsPage>, LakeError> {
+        let (rows_path, index_path) = (self.rows_path(id), self.index_path(id));
+        fn io(path: &Path) -> impl Fn(std::io::Error) -> LakeError + '_ {
+            move |source| LakeError::Io { path: path.display().to_string(), source }
         }
+        let mut index = match std::fs::File::open(&index_path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io(&index_path)(source)),
+        };
+        let total = index.metadata().map_err(io(&index_path))?.len() / 8 - 1;
+        let mut read_offset = |row: u64| -> Result<u64, LakeError> {
+            let mut bytes = [0u8; 8];
+            index.seek(SeekFrom::Start(row * 8)).map_err(io(&index_path))?;
+            index.read_exact(&mut bytes).map_err(io(&index_path))?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        let first = offset.min(total);
+        let last = first.saturating_add(limit as u64).min(total);
+        let (start, end) = (read_offset(first)?, read_offset(last)?);
+        let mut rows_file = BufReader::new(std::fs::File::open(&rows_path).map_err(io(&rows_path))?);
+        let mut header = Vec::new();
+        rows_file.read_until(b'\n', &mut header).map_err(io(&rows_path))?;
+        let columns: Vec<String> = serde_json::from_slice(&header)?;
+        rows_file.seek(SeekFrom::Start(start)).map_err(io(&rows_path))?;
+        let mut rows = Vec::with_capacity((last - first) as usize);
+        let mut chunk = (&mut rows_file).take(end - start);
+        let mut line = Vec::new();
+        while chunk.read_until(b'\n', &mut line).map_err(io(&rows_path))? > 0 {
+            rows.push(serde_json::from_slice(&line)?);
+            line.clear();
+        }
+        Ok(Some(ResultsPage { columns, rows, total }))
     }
 
     /// Forgets queries and results older than `before_ms`.
     pub fn expire(&self, before_ms: i64) -> Result<usize, LakeError> {
         let expired = self.store.expire_queries(before_ms)?;
         for id in &expired {
-            let _ = std::fs::remove_file(self.results_path(id));
+            let _ = std::fs::remove_file(self.index_path(id));
+            let _ = std::fs::remove_file(self.rows_path(id));
         }
         Ok(expired.len())
     }
@@ -316,10 +428,44 @@ impl QueryService {
     }
 }
 
-/// DataFusion's message without its internal prefixes (`Error during planning: ...`).
-fn plain(error: &datafusion::error::DataFusionError) -> String {
-    let text = error.to_string();
-    let text = text.strip_prefix("Error during planning: ").unwrap_or(&text);
-    let text = text.strip_prefix("Schema error: ").unwrap_or(text);
-    text.lines().next().unwrap_or(text).to_string()
+/// What went wrong, in CloudTrail Lake's terms: the innermost cause without DataFusion's
+/// prefixes and contexts (`type_coercion`, `Optimizer rule ... failed`), and the memory limit
+/// by name when the pool ran out.
+pub fn describe(error: &datafusion::error::DataFusionError, limits: &QueryLimits) -> String {
+    use datafusion::error::DataFusionError;
+    let root = error.find_root();
+    if matches!(root, DataFusionError::ResourcesExhausted(_)) {
+        return limits.memory_message();
+    }
+    if let DataFusionError::Internal(message) = root {
+        tracing::warn!(message, "query engine internal error");
+        return "The query could not be run (an internal error of the query engine).".into();
+    }
+    let text = root.to_string();
+    let mut text = text.as_str();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Invalid argument error: ",
+        "Compute error: ",
+        "Cast error: ",
+        "This feature is not implemented: ",
+        "SQL error: ",
+    ] {
+        text = text.strip_prefix(prefix).unwrap_or(text);
+    }
+    text = text.strip_prefix("Internal error: ").unwrap_or(text);
+    let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or(text).trim();
+    // "Function 'sum' failed to match any signature, errors: ... but received String ...":
+    // the function and the type it was given are what the user needs.
+    if let Some((head, rest)) = first.split_once(" failed to match any signature") {
+        let received = rest.split_once("but received ").map(|(_, r)| r.split([' ', ',', '(']).next().unwrap_or(r));
+        return match received {
+            Some(kind) => format!("{head} cannot be applied to a value of type {kind}."),
+            None => format!("{head} cannot be applied to arguments of these types."),
+        };
+    }
+    first.to_string()
 }

@@ -21,7 +21,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use crate::limits::MAX_EXPRESSION_DEPTH;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
@@ -48,21 +50,67 @@ fn invalid(message: impl Into<String>) -> BridgeError {
     BridgeError::InvalidStatement(message.into())
 }
 
-/// Lower-cases every identifier token, quoted or not; leaves literals and comments alone.
-fn lowercase_identifiers(sql: &str) -> Result<String, BridgeError> {
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize()
-        .map_err(|error| invalid(format!("Query statement is not valid SQL: {error}")))?;
-    Ok(tokens
-        .into_iter()
-        .map(|token| match token {
-            Token::Word(mut word) => {
-                word.value = word.value.to_lowercase();
-                Token::Word(word).to_string()
-            }
-            other => other.to_string(),
+/// Byte offset of each token's start; tokens cover the text without gaps.
+fn token_offsets(sql: &str, tokens: &[TokenWithSpan]) -> Vec<usize> {
+    // Locations are 1-based (line, column in characters): map them back to bytes.
+    let mut lines: Vec<Vec<usize>> = vec![Vec::new()];
+    for (offset, character) in sql.char_indices() {
+        lines.last_mut().expect("one line at least").push(offset);
+        if character == '\n' {
+            lines.push(Vec::new());
+        }
+    }
+    tokens
+        .iter()
+        .map(|token| {
+            let (line, column) = (token.span.start.line as usize, token.span.start.column as usize);
+            lines
+                .get(line.saturating_sub(1))
+                .and_then(|columns| columns.get(column.saturating_sub(1)))
+                .copied()
+                .unwrap_or(sql.len())
         })
-        .collect())
+        .collect()
+}
+
+/// The statement twice, from sqlparser's own tokens so that literals, quoted names and
+/// comments are copied exactly as written (a doubled quote stays doubled): once with bare
+/// event data store IDs quoted, once also with every identifier lower-cased, quoted or not.
+fn prepare(sql: &str) -> Result<(String, String), BridgeError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|error| invalid(format!("Query statement is not valid SQL: {error}")))?;
+    let offsets = token_offsets(sql, &tokens);
+    let (mut quoted, mut lowered) = (String::with_capacity(sql.len() + 8), String::with_capacity(sql.len() + 8));
+    // Unquoted code (words, numbers, operators) is gathered into runs: an ID such as
+    // `0b2c0d4e-1111-...` is several tokens to any SQL tokenizer, but one run of code.
+    let mut code = String::new();
+    let flush = |code: &mut String, quoted: &mut String, lowered: &mut String| {
+        let text = quote_bare_ids(code);
+        lowered.push_str(&text.to_lowercase());
+        quoted.push_str(&text);
+        code.clear();
+    };
+    for (index, token) in tokens.iter().enumerate() {
+        let end = offsets.get(index + 1).copied().unwrap_or(sql.len());
+        let text = &sql[offsets[index].min(end)..end];
+        match &token.token {
+            Token::Word(word) if word.quote_style.is_none() => code.push_str(text),
+            Token::Word(_) => {
+                flush(&mut code, &mut quoted, &mut lowered);
+                quoted.push_str(text);
+                lowered.push_str(&text.to_lowercase());
+            }
+            Token::Number(..) | Token::Minus | Token::Period => code.push_str(text),
+            _ => {
+                flush(&mut code, &mut quoted, &mut lowered);
+                quoted.push_str(text);
+                lowered.push_str(text);
+            }
+        }
+    }
+    flush(&mut code, &mut quoted, &mut lowered);
+    Ok((quoted, lowered))
 }
 
 fn is_uuid_at(bytes: &[u8], start: usize) -> bool {
@@ -86,36 +134,17 @@ fn is_uuid_at(bytes: &[u8], start: usize) -> bool {
 }
 
 /// Event data store IDs are written bare (`FROM 0b2c0d4e-...`), which no SQL tokenizer reads as
-/// one name: quote every bare UUID outside literals, quoted names and comments.
-fn quote_bare_ids(sql: &str) -> String {
-    let bytes = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut index = 0;
-    let mut copied = 0;
+/// one name: quote every bare UUID in a run of unquoted code.
+fn quote_bare_ids(code: &str) -> String {
+    let bytes = code.as_bytes();
+    let mut out = String::with_capacity(code.len() + 2);
+    let (mut index, mut copied) = (0, 0);
     while index < bytes.len() {
-        let rest = &bytes[index..];
-        let skip_to = match bytes[index] {
-            quote @ (b'\'' | b'"' | b'`') => {
-                let close = rest[1..].iter().position(|b| *b == quote).map_or(bytes.len(), |p| index + p + 2);
-                Some(close)
-            }
-            b'-' if rest.starts_with(b"--") => {
-                Some(rest.iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| index + p))
-            }
-            b'/' if rest.starts_with(b"/*") => {
-                Some(rest.windows(2).position(|w| w == b"*/").map_or(bytes.len(), |p| index + p + 2))
-            }
-            _ => None,
-        };
-        if let Some(next) = skip_to {
-            index = next;
-            continue;
-        }
         let at_word_start = index == 0 || !(bytes[index - 1].is_ascii_alphanumeric() || bytes[index - 1] == b'_');
         if at_word_start && is_uuid_at(bytes, index) {
-            out.push_str(&sql[copied..index]);
+            out.push_str(&code[copied..index]);
             out.push('"');
-            out.push_str(&sql[index..index + 36]);
+            out.push_str(&code[index..index + 36]);
             out.push('"');
             index += 36;
             copied = index;
@@ -123,7 +152,7 @@ fn quote_bare_ids(sql: &str) -> String {
         }
         index += 1;
     }
-    out.push_str(&sql[copied..]);
+    out.push_str(&code[copied..]);
     out
 }
 
@@ -164,6 +193,33 @@ fn ensure_read_only(statement: &Statement) -> Result<(), BridgeError> {
     let mut nested = NestedStatements(0);
     if statement.visit(&mut nested).is_break() || nested.0 > 1 {
         return Err(invalid("Only SELECT statements are supported; the query must not change data."));
+    }
+    Ok(())
+}
+
+/// Refuses expressions nested deeper than [`MAX_EXPRESSION_DEPTH`] before anything recurses
+/// over them for planning (the parser builds `1 + 1 + ...` without recursing, the planner
+/// does not).
+fn ensure_shallow(statement: &Statement) -> Result<(), BridgeError> {
+    struct Depth {
+        current: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.current += 1;
+            if self.current > MAX_EXPRESSION_DEPTH { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.current -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    if statement.visit(&mut Depth { current: 0 }).is_break() {
+        return Err(invalid(format!(
+            "Query statement is too complex: an expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep \
+             (the limit). Split long chains of operators, or use IN (...) for many alternatives."
+        )));
     }
     Ok(())
 }
@@ -350,6 +406,43 @@ fn unnest_in_set(body: &mut SetExpr, aliases: &mut Vec<String>) -> Result<(), Br
     }
 }
 
+/// CloudTrail Lake keeps some yes/no fields as text (`sessionCredentialFromConsole` holds
+/// `"true"`), and published queries compare them with `true`. A column compared (`=`, `<>`)
+/// with a boolean literal is compared as text with the literal's text, which means the same
+/// for boolean columns (`readOnly = true`) and for text ones.
+fn booleans_compared_as_text(statement: &mut Statement) -> Result<(), BridgeError> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, CastKind, DataType as SqlType};
+    let _ = visit_expressions_mut(statement, |expr| {
+        let Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } = expr else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let is_column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        let literal = |e: &Expr| match e {
+            Expr::Value(value) => match value.value {
+                Value::Boolean(b) => Some(b),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (column, literal_side, value) = match (literal(left), literal(right)) {
+            (None, Some(value)) if is_column(left) => (left, right, value),
+            (Some(value), None) if is_column(right) => (right, left, value),
+            _ => return ControlFlow::Continue(()),
+        };
+        let as_text = Expr::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(std::mem::replace(column.as_mut(), Expr::value(Value::Null))),
+            data_type: SqlType::Varchar(None),
+            array: false,
+            format: None,
+        };
+        **column = as_text;
+        **literal_side = Expr::value(Value::SingleQuotedString(value.to_string()));
+        ControlFlow::Continue(())
+    });
+    Ok(())
+}
+
 /// Trino's lateral `CROSS JOIN UNNEST(array) AS t(x)` (or `, UNNEST(...)`) becomes
 /// `(SELECT a.*, unnest(array) AS x FROM table AS a) AS a`, and `t.x` becomes `x`.
 fn lateral_unnest(statement: &mut Statement) -> Result<(), BridgeError> {
@@ -387,17 +480,20 @@ fn lateral_unnest(statement: &mut Statement) -> Result<(), BridgeError> {
 }
 
 /// Bridges `sql`; `resolve` maps a table name (an ID or ARN, as written) to the ID of one of
-/// the caller's event data stores.
+/// the caller's event data stores. A statement of 10,000 characters may be a chain of
+/// thousands of operators, which parsing and dropping walk recursively: call this on a thread
+/// with a query thread's stack ([`crate::limits::QUERY_STACK_BYTES`]).
 pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<BridgedQuery, BridgeError> {
     if sql.trim().is_empty() {
         return Err(invalid("The query statement is empty."));
     }
-    let sql = &quote_bare_ids(sql);
-    let original = parse_one(sql)?;
+    let (quoted, lowered) = prepare(sql)?;
+    let original = parse_one(&quoted)?;
+    ensure_shallow(&original)?;
     ensure_read_only(&original)?;
     let column_names = result_names(&original);
 
-    let mut statement = parse_one(&lowercase_identifiers(sql)?)?;
+    let mut statement = parse_one(&lowered)?;
     let ctes = cte_names(&statement);
     let mut store_ids: Vec<String> = Vec::new();
     let resolved = visit_relations_mut(&mut statement, |name: &mut ObjectName| {
@@ -431,6 +527,7 @@ pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<Bri
     }
     lateral_unnest(&mut statement)?;
     field_access_on_expressions(&mut statement)?;
+    booleans_compared_as_text(&mut statement)?;
     if store_ids.is_empty() {
         return Err(invalid("The query must read at least one event data store (FROM <event data store ID>)."));
     }
@@ -527,8 +624,49 @@ mod tests {
     #[test]
     fn bare_ids_are_quoted_outside_literals_and_comments() {
         let sql = format!("SELECT '{ID}' -- {ID}\nFROM {ID} WHERE x = \"{ID}\"");
-        assert_eq!(quote_bare_ids(&sql), format!("SELECT '{ID}' -- {ID}\nFROM \"{ID}\" WHERE x = \"{ID}\""));
-        assert_eq!(quote_bare_ids("SELECT a1b2"), "SELECT a1b2");
+        let (quoted, _) = prepare(&sql).unwrap();
+        assert_eq!(quoted, format!("SELECT '{ID}' -- {ID}\nFROM \"{ID}\" WHERE x = \"{ID}\""));
+        assert_eq!(prepare("SELECT a1b2").unwrap().0, "SELECT a1b2");
+    }
+
+    #[test]
+    fn doubled_quotes_and_literals_are_kept_as_written() {
+        let sql = format!("SELECT 'it''s', \"Odd\"\"Name\" FROM {ID} /* It's */ WHERE eventName = 'Don''t' -- x'\n");
+        let (_, lowered) = prepare(&sql).unwrap();
+        assert_eq!(
+            lowered,
+            format!("select 'it''s', \"odd\"\"name\" from \"{ID}\" /* It's */ where eventname = 'Don''t' -- x'\n")
+        );
+        let bridged =
+            bridge(&format!("SELECT eventName FROM {ID} WHERE eventName <> 'it''s' AND 'Ünïcode' <> 'x'"), resolve)
+                .unwrap();
+        assert!(bridged.statement.to_string().contains("'it''s'"), "{}", bridged.statement);
+    }
+
+    /// Bridges on a thread with a query thread's stack, as `QueryService` does.
+    fn bridge_on_a_query_thread(sql: String) -> Result<(), BridgeError> {
+        std::thread::Builder::new()
+            .stack_size(crate::limits::QUERY_STACK_BYTES)
+            .spawn(move || bridge(&sql, resolve).map(drop))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_before_planning() {
+        let terms = |n: usize| vec!["1"; n].join("+");
+        let allowed = format!("SELECT {} FROM {ID}", terms(MAX_EXPRESSION_DEPTH - 4));
+        assert_eq!(bridge_on_a_query_thread(allowed), Ok(()));
+        let Err(BridgeError::InvalidStatement(message)) =
+            bridge_on_a_query_thread(format!("SELECT {} FROM {ID}", terms(1000)))
+        else {
+            panic!("accepted")
+        };
+        assert!(message.contains(&format!("more than {MAX_EXPRESSION_DEPTH} levels")), "{message}");
+        // The longest statement StartQuery takes, all one chain.
+        let longest = format!("SELECT {} FROM {ID}", terms(4_980));
+        assert!(matches!(bridge_on_a_query_thread(longest), Err(BridgeError::InvalidStatement(_))));
     }
 
     #[test]

@@ -51,7 +51,9 @@ impl fmt::Display for AccountId {
 }
 
 /// An AWS Region name such as `us-east-1`: lower-case letters, digits and dashes, 1-32 long,
-/// starting with a letter. (Any such name is accepted; OpenTrail has no fixed Region list.)
+/// starting with a letter. This checks the shape only, because records from elsewhere (imports,
+/// `put-events`) keep the Region they name; which Regions a caller may sign for is
+/// [`crate::regions`]' list (plus configured extras), enforced when a request is authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Region(String);

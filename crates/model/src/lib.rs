@@ -9,6 +9,7 @@ pub mod arn;
 pub mod identity;
 pub mod lake;
 pub mod record;
+pub mod regions;
 pub mod selectors;
 pub mod trail;
 

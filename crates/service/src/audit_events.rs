@@ -105,8 +105,19 @@ fn check_event_data(event: &AuditEvent, owner: &AccountId) -> Result<Map<String,
     }
     text_field(&data, "eventName", 1024, true)?;
     let time = text_field(&data, "eventTime", 64, true)?.unwrap_or_default();
-    if opentrail_lake::schema::parse_time_ms(time).is_none() {
-        return Err(Refusal("InvalidData", format!("eventTime {time} is not a UTC time (yyyy-MM-ddTHH:mm:ssZ).")));
+    match opentrail_lake::schema::parse_time_ms(time) {
+        None => {
+            return Err(Refusal("InvalidData", format!("eventTime {time} is not a UTC time (yyyy-MM-ddTHH:mm:ssZ).")));
+        }
+        Some(ms) if !crate::lake::ms_in_range(ms) => {
+            return Err(Refusal(
+                "InvalidData",
+                format!(
+                    "eventTime {time} is out of range: it must be between 1970-01-01T00:00:00Z and one day from now."
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     text_field(&data, "UID", 1024, true)?;
     object_field(&data, "requestParameters", 100 * 1024)?;
@@ -352,6 +363,11 @@ mod tests {
         let mut time = valid();
         time["eventTime"] = json!("yesterday");
         assert_eq!(code(time), Some("InvalidData"));
+        for out_of_range in ["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T00:00:00Z"] {
+            let mut time = valid();
+            time["eventTime"] = json!(out_of_range);
+            assert_eq!(code(time), Some("InvalidData"), "{out_of_range}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use opentrail_buckets::RemoteBucketConfig;
 use opentrail_delivery::{DeliverySettings, NotificationTarget, parse_duration};
+use opentrail_model::regions::is_cloudtrail_region;
 use opentrail_model::{AccountId, Principal, PrincipalKind, Region};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -86,6 +87,65 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub lake: LakeConfig,
+    /// Region names accepted besides CloudTrail's own (private deployments that name their
+    /// sites); a call signed for any other Region is refused.
+    #[serde(default)]
+    pub extra_regions: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub buckets: BucketsConfig,
+}
+
+/// The local bucket store (`[buckets]`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsConfig {
+    /// Lets a bucket's owner overwrite or delete the log and digest files trails delivered
+    /// (AWS lets the owner; OpenTrail refuses by default so delivered files stay as written).
+    #[serde(default)]
+    pub allow_overwriting_delivered_files: bool,
+}
+
+/// HTTP connection limits (durations such as `500ms`, `10s`, `1m`); unset fields keep the
+/// server's defaults (10s, 60s and 4096).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// How long a client may take to send a request's header (also the longest a keep-alive
+    /// connection may idle between requests).
+    pub header_read_timeout: Option<String>,
+    /// How long a request may go without any byte read or written.
+    pub idle_timeout: Option<String>,
+    /// The most connections open at once.
+    pub max_connections: Option<usize>,
+}
+
+/// [`LimitsConfig`] with its durations parsed; `None` keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+}
+
+impl LimitsConfig {
+    pub fn parse(&self) -> Result<Limits, ConfigError> {
+        let duration = |name: &str, value: &Option<String>| match value {
+            None => Ok(None),
+            Some(text) => parse_duration(text).map(Some).ok_or_else(|| {
+                ConfigError::Invalid(format!("limits.{name} {text:?} is not a duration such as 500ms, 10s or 1m"))
+            }),
+        };
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::Invalid("limits.max_connections must be at least 1".into()));
+        }
+        Ok(Limits {
+            header_read_timeout: duration("header_read_timeout", &self.header_read_timeout)?,
+            idle_timeout: duration("idle_timeout", &self.idle_timeout)?,
+            max_connections: self.max_connections,
+        })
+    }
 }
 
 /// Where event data stores keep their Parquet files: the data directory by default, or a bucket
@@ -124,6 +184,8 @@ pub struct ServiceOptions {
     pub settings: DeliverySettings,
     /// `None`: the data directory's `lake/tables`.
     pub lake_bucket: Option<LakeBucket>,
+    /// The local bucket store's operator choices (`[buckets]`).
+    pub bucket_store: opentrail_buckets::StoreOptions,
 }
 
 impl Config {
@@ -151,6 +213,9 @@ impl Config {
             notification_targets: self.notification_targets.clone(),
             settings: DeliverySettings::with_intervals(delivery, digest),
             lake_bucket,
+            bucket_store: opentrail_buckets::StoreOptions {
+                allow_overwriting_delivered_files: self.buckets.allow_overwriting_delivered_files,
+            },
         })
     }
 }
@@ -183,6 +248,9 @@ impl Config {
             notification_targets: Vec::new(),
             delivery: DeliveryConfig::default(),
             lake: LakeConfig::default(),
+            extra_regions: Vec::new(),
+            limits: LimitsConfig::default(),
+            buckets: BucketsConfig::default(),
         }
     }
 
@@ -197,13 +265,26 @@ impl Config {
 pub struct Credentials {
     by_access_key: HashMap<String, (Principal, Secret)>,
     pub default_region: Region,
+    /// The config's `extra_regions`.
+    extra_regions: Vec<Region>,
 }
 
 impl Credentials {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut extra_regions = Vec::new();
+        for name in &config.extra_regions {
+            let region = Region::parse(name)
+                .ok_or_else(|| ConfigError::Invalid(format!("extra_regions: {name:?} is not a Region name")))?;
+            extra_regions.push(region);
+        }
         let default_region = Region::parse(&config.default_region).ok_or_else(|| {
             ConfigError::Invalid(format!("default_region {} is not a Region name", config.default_region))
         })?;
+        if !is_cloudtrail_region(default_region.as_str()) && !extra_regions.contains(&default_region) {
+            return Err(ConfigError::Invalid(format!(
+                "default_region {default_region} is not a Region CloudTrail has; add it to extra_regions to use it"
+            )));
+        }
         let mut by_access_key = HashMap::new();
         for account in &config.accounts {
             let account_id = AccountId::parse(&account.id)
@@ -231,7 +312,12 @@ impl Credentials {
         if by_access_key.is_empty() {
             return Err(ConfigError::Invalid("no access keys are configured".into()));
         }
-        Ok(Self { by_access_key, default_region })
+        Ok(Self { by_access_key, default_region, extra_regions })
+    }
+
+    /// Whether calls signed for `region` are served: CloudTrail's Regions and the extra ones.
+    pub fn serves_region(&self, region: &str) -> bool {
+        is_cloudtrail_region(region) || self.extra_regions.iter().any(|extra| extra.as_str() == region)
     }
 
     pub fn lookup(&self, access_key_id: &str) -> Option<&(Principal, Secret)> {
@@ -320,6 +406,38 @@ mod tests {
         let mut bad = config;
         bad.delivery.digest_interval = Some("soon".into());
         assert!(bad.service_options().is_err());
+    }
+
+    #[test]
+    fn regions_and_limits() {
+        let config: Config = toml::from_str(
+            r#"
+            default_region = "lab-north-1"
+            extra_regions = ["lab-north-1"]
+            [[accounts]]
+            id = "111111111111"
+            root_access_keys = [{ access_key_id = "AKIAROOT", secret_access_key = "s1" }]
+            [limits]
+            header_read_timeout = "500ms"
+            max_connections = 64
+            "#,
+        )
+        .unwrap();
+        let credentials = Credentials::from_config(&config).unwrap();
+        assert!(credentials.serves_region("lab-north-1") && credentials.serves_region("eu-west-1"));
+        assert!(!credentials.serves_region("lab-south-1") && !credentials.serves_region("us-east-9"));
+        let limits = config.limits.parse().unwrap();
+        assert_eq!(limits.header_read_timeout, Some(Duration::from_millis(500)));
+        assert_eq!((limits.idle_timeout, limits.max_connections), (None, Some(64)));
+
+        let mut made_up = config.clone();
+        made_up.extra_regions.clear();
+        assert!(Credentials::from_config(&made_up).is_err(), "a made-up default_region needs extra_regions");
+        let mut bad = config;
+        bad.limits.idle_timeout = Some("forever".into());
+        assert!(bad.limits.parse().is_err());
+        bad.limits = LimitsConfig { max_connections: Some(0), ..LimitsConfig::default() };
+        assert!(bad.limits.parse().is_err());
     }
 
     #[test]

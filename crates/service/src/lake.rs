@@ -4,7 +4,8 @@
 //! conditioned on it, so name checks, quotas and cross-resource rules (a store a channel still
 //! uses cannot be deleted) are atomic.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -90,6 +91,25 @@ fn put_store(store: &EventDataStore) -> ServiceResult<LakeChange> {
 fn put_channel(channel: &Channel) -> ServiceResult<LakeChange> {
     let document = serde_json::to_string(channel).map_err(ServiceError::internal)?;
     Ok(LakeChange::Put(LakeDocument { kind: LakeKind::Channel, id: channel.id.clone(), document }))
+}
+
+/// The latest time a request may name: a day ahead allows for clocks that run fast.
+const TIME_SLACK_MS: i64 = 86_400_000;
+
+/// An epoch-seconds time from a request as epoch milliseconds, if it is a time an event can
+/// have: from 1970 to a day from now (years 0 and 9999 are mistakes, not times).
+pub(crate) fn time_in_range(seconds: f64) -> Option<i64> {
+    let ms = seconds * 1000.0;
+    let latest = Utc::now().timestamp_millis() + TIME_SLACK_MS;
+    (ms.is_finite() && ms >= 0.0 && ms <= latest as f64).then_some(ms as i64)
+}
+
+pub(crate) fn ms_in_range(ms: i64) -> bool {
+    (0..=Utc::now().timestamp_millis() + TIME_SLACK_MS).contains(&ms)
+}
+
+fn time_range_message(seconds: f64) -> String {
+    format!("{seconds} is not a valid time: it must be between 1970-01-01T00:00:00Z and one day from now.")
 }
 
 fn max_results(value: Option<i64>, default: usize) -> ServiceResult<usize> {
@@ -348,8 +368,76 @@ pub struct LakeOps<'a> {
     pub resources: &'a mut Vec<Resource>,
 }
 
+/// Imports running in this process. An import that is active in the store but runs nowhere
+/// here, and that has not progressed since this process started, was cut short by a stop or a
+/// crash: it is marked `FAILED` when next read, and `StartImport` with its `ImportId` resumes
+/// it from the files it had completed.
+static RUNNING_IMPORTS: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// When this process first looked at imports (before it can have started any).
+static IMPORTS_SEEN_FROM_MS: LazyLock<i64> = LazyLock::new(|| Utc::now().timestamp_millis());
+
+fn running_imports() -> std::sync::MutexGuard<'static, HashSet<String>> {
+    RUNNING_IMPORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps an import listed as running here until its thread ends, however it ends.
+struct RunningImport(String);
+
+impl RunningImport {
+    fn register(id: &str) -> Self {
+        running_imports().insert(id.to_string());
+        Self(id.to_string())
+    }
+}
+
+impl Drop for RunningImport {
+    fn drop(&mut self) {
+        running_imports().remove(&self.0);
+    }
+}
+
+fn interrupted(import: &Import) -> bool {
+    import.status.is_active() && import.updated_ms < *IMPORTS_SEEN_FROM_MS && !running_imports().contains(&import.id)
+}
+
 impl LakeOps<'_> {
+    /// The account's Lake state, with imports that a stop or crash cut short marked `FAILED`.
     fn load(&self) -> ServiceResult<LakeState> {
+        for _ in 0..4 {
+            let state = self.load_once()?;
+            let now = Utc::now().timestamp_millis();
+            let changes = state
+                .imports
+                .iter()
+                .filter(|import| interrupted(import))
+                .map(|import| {
+                    let mut failed = import.clone();
+                    failed.status = ImportStatus::Failed;
+                    failed.updated_ms = now;
+                    failed.failures.push(opentrail_model::lake::ImportFailure {
+                        location: failed.source_uri.clone(),
+                        error_type: "ImportInterrupted".into(),
+                        error_message: "The import was interrupted when OpenTrail stopped. Call StartImport with \
+                                        its ImportId to resume it."
+                            .into(),
+                        last_updated_ms: now,
+                    });
+                    tracing::warn!(import = failed.id, "an import interrupted by a stop is marked failed");
+                    put_import(&failed)
+                })
+                .collect::<ServiceResult<Vec<_>>>()?;
+            if changes.is_empty() {
+                return Ok(state);
+            }
+            match self.store.apply_lake_changes(&self.caller.principal.account, state.version, &changes) {
+                Ok(()) | Err(StoreError::Conflict) => continue,
+                Err(other) => return Err(ServiceError::internal(other)),
+            }
+        }
+        self.load_once()
+    }
+
+    fn load_once(&self) -> ServiceResult<LakeState> {
         let lake = self.store.load_lake(&self.caller.principal.account).map_err(ServiceError::internal)?;
         let region = &self.caller.region;
         let mut stores: Vec<EventDataStore> = decode_all(&lake, LakeKind::EventDataStore)?;
@@ -754,11 +842,11 @@ impl LakeOps<'_> {
             ));
         }
         if let Some(uri) = &input.delivery_s3_uri {
-            let Some((bucket, _)) = crate::query_delivery::parse_delivery_uri(uri) else {
-                return Err(err(
-                    ErrorCode::InvalidS3BucketName,
-                    format!("DeliveryS3Uri {uri} is not s3://bucket[/prefix]."),
-                ));
+            use crate::query_delivery::{DeliveryUriError, check_delivery_uri};
+            let bucket = match check_delivery_uri(uri) {
+                Ok((bucket, _)) => bucket,
+                Err(DeliveryUriError::Bucket(message)) => return Err(err(ErrorCode::InvalidS3BucketName, message)),
+                Err(DeliveryUriError::Prefix(message)) => return Err(err(ErrorCode::InvalidS3Prefix, message)),
             };
             if uri.len() > 1024 {
                 return Err(err(ErrorCode::InvalidS3Prefix, "DeliveryS3Uri can be at most 1024 characters long."));
@@ -871,12 +959,15 @@ impl LakeOps<'_> {
         if query.status != QueryStatus::Finished {
             return Ok(output);
         }
-        let results = self.queries.results(&query.id).map_err(ServiceError::internal)?.unwrap_or_default();
+        // Only this page's rows are read: the results file has an index of where each row starts.
+        let results = self
+            .queries
+            .results_page(&query.id, offset as u64, limit)
+            .map_err(ServiceError::internal)?
+            .unwrap_or_default();
         let page: Vec<Value> = results
             .rows
             .iter()
-            .skip(offset)
-            .take(limit)
             .map(|row| {
                 let cells: Vec<Value> = results
                     .columns
@@ -888,7 +979,7 @@ impl LakeOps<'_> {
             })
             .collect();
         output["QueryStatistics"]["ResultsCount"] = json!(page.len());
-        if offset + page.len() < results.rows.len() {
+        if ((offset + page.len()) as u64) < results.total {
             output["NextToken"] = json!(encode_text_token(&format!("{}:{}", query.id, offset + page.len())));
         }
         output["QueryResultRows"] = Value::Array(page);
@@ -907,8 +998,15 @@ impl LakeOps<'_> {
             ));
         }
         let window_start = Utc::now().timestamp_millis() - QUERY_RESULT_DAYS * 86_400_000;
-        let start_ms = input.start_time.map(|s| (s * 1000.0) as i64);
-        let end_ms = input.end_time.map(|s| (s * 1000.0) as i64);
+        let bounded = |name: &str, time: Option<f64>| {
+            time.map(|t| {
+                time_in_range(t)
+                    .ok_or_else(|| err(ErrorCode::InvalidDateRange, format!("{name} {}", time_range_message(t))))
+            })
+            .transpose()
+        };
+        let start_ms = bounded("StartTime", input.start_time)?;
+        let end_ms = bounded("EndTime", input.end_time)?;
         if let (Some(start), Some(end)) = (start_ms, end_ms)
             && start > end
         {
@@ -1267,7 +1365,9 @@ fn spawn_import(
     retention: u32,
 ) {
     let handle = tokio::runtime::Handle::current();
+    let running_here = RunningImport::register(&import.id);
     tokio::task::spawn_blocking(move || {
+        let _running_here = running_here;
         let tracker = ImportTracker { store, account: import.account.clone(), id: import.id.clone() };
         let mut running = import.clone();
         running.status = ImportStatus::InProgress;
@@ -1391,6 +1491,53 @@ pub async fn import_local_folder(
     Ok(done)
 }
 
+/// A bucket of the local bucket store as an import source: keys from its index, bodies by key
+/// (never a path built from the key).
+struct LocalBucketSource {
+    buckets: Arc<opentrail_buckets::LocalBuckets>,
+    bucket: String,
+    prefix: String,
+}
+
+#[async_trait::async_trait]
+impl ImportSource for LocalBucketSource {
+    async fn keys(&self) -> Result<Vec<String>, LakeError> {
+        let failed = |error: opentrail_buckets::BucketError| LakeError::Io {
+            path: format!("s3://{}/{}", self.bucket, self.prefix),
+            source: std::io::Error::other(error.to_string()),
+        };
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let query = opentrail_buckets::ListQuery {
+                prefix: self.prefix.clone(),
+                delimiter: None,
+                after: after.take(),
+                max_keys: 1000,
+            };
+            let page = self.buckets.list_objects(&self.bucket, query).await.map_err(failed)?;
+            keys.extend(page.objects.into_iter().map(|object| object.key));
+            if !page.truncated {
+                return Ok(keys);
+            }
+            after = page.last;
+        }
+    }
+
+    async fn read(&self, key: &str) -> Result<Vec<u8>, LakeError> {
+        let failed = |source| LakeError::Io { path: format!("s3://{}/{key}", self.bucket), source };
+        match self.buckets.read_object(&self.bucket, key).await {
+            Ok(Some((_, body))) => Ok(body),
+            Ok(None) => Err(failed(std::io::Error::from(std::io::ErrorKind::NotFound))),
+            Err(error) => Err(failed(std::io::Error::other(error.to_string()))),
+        }
+    }
+
+    fn location(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
 /// `s3://bucket[/prefix]` split.
 fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix("s3://")?;
@@ -1429,11 +1576,16 @@ impl LakeOps<'_> {
             Some(_) => return Err(invalid("the bucket belongs to another account")),
             None => return Err(invalid("no such bucket in OpenTrail's bucket store")),
         }
-        let local = delivery.destinations.local().bucket_path(&bucket);
-        Ok(Arc::new(FolderSource::new(local, &prefix, format!("s3://{bucket}"))))
+        Ok(Arc::new(LocalBucketSource {
+            buckets: delivery.destinations.local().clone(),
+            bucket: bucket.clone(),
+            prefix: prefix.trim_start_matches('/').to_string(),
+        }))
     }
 
     pub fn start_import(&mut self, input: StartImportInput) -> ServiceResult<Value> {
+        // Imports this process starts are newer than the moment it began to look at imports.
+        LazyLock::force(&IMPORTS_SEEN_FROM_MS);
         let now = Utc::now().timestamp_millis();
         let caller = self.caller.clone();
         let retry = input.import_id.clone();
@@ -1444,8 +1596,15 @@ impl LakeOps<'_> {
                 "StartImport needs Destinations and ImportSource, or an ImportId to retry.",
             ));
         }
-        let start_ms = input.start_event_time.map(|t| (t * 1000.0) as i64);
-        let end_ms = input.end_event_time.map(|t| (t * 1000.0) as i64);
+        let bounded = |name: &str, time: Option<f64>| {
+            time.map(|t| {
+                time_in_range(t)
+                    .ok_or_else(|| err(ErrorCode::InvalidParameter, format!("{name} {}", time_range_message(t))))
+            })
+            .transpose()
+        };
+        let start_ms = bounded("StartEventTime", input.start_event_time)?;
+        let end_ms = bounded("EndEventTime", input.end_event_time)?;
         if let (Some(start), Some(end)) = (start_ms, end_ms)
             && start > end
         {

@@ -30,7 +30,7 @@ use std::time::Duration;
 use chrono::Utc;
 use opentrail_buckets::{BucketError, LocalBuckets};
 use opentrail_control::{ControlStore, LakeChange, LakeKind, SqliteStore, StoreError};
-use opentrail_delivery::{DeliveryWorker, Destinations, Notifier, SigningKeys};
+use opentrail_delivery::{DeliveryWorker, Destinations, MasterKey, Notifier, SigningKeys};
 use opentrail_history::{HistoryError, HistoryIndex, run_indexer};
 use opentrail_journal::{Journal, JournalError, LocalJournal, LocalJournalOptions, Position};
 use opentrail_lake::{LakeWriter, ParquetLake, QueryEngine, QueryService};
@@ -175,6 +175,19 @@ fn lake_tables(
     Ok(ParquetLake::remote(Arc::new(store)))
 }
 
+/// The digest signing keys, sealed under the master key (see `opentrail_delivery::master_key`
+/// for where it comes from). Keys stored in plaintext by an older version are sealed now, and a
+/// master key that does not open the sealed ones stops the start.
+fn open_signing_keys(data_dir: &Path, store: &Arc<dyn ControlStore>) -> Result<Arc<SigningKeys>, OpenError> {
+    let key_error = |error: opentrail_delivery::keys::KeyError| OpenError::Usage(error.to_string());
+    let sealed = opentrail_delivery::keys::any_sealed(store.as_ref()).map_err(key_error)?;
+    let (master, source) = MasterKey::resolve(data_dir, sealed).map_err(|error| OpenError::Usage(error.to_string()))?;
+    tracing::info!("digest signing keys are sealed with the master key from {source}");
+    let keys = SigningKeys::new(store.clone(), master);
+    keys.seal_stored_keys().map_err(key_error)?;
+    Ok(Arc::new(keys))
+}
+
 impl OpenTrail {
     /// Opens the data directory with default delivery settings.
     pub fn open(data_dir: &Path, credentials: Credentials) -> Result<Arc<Self>, OpenError> {
@@ -187,17 +200,24 @@ impl OpenTrail {
         credentials: Credentials,
         options: ServiceOptions,
     ) -> Result<Arc<Self>, OpenError> {
-        std::fs::create_dir_all(data_dir)
+        // The data directory is the server user's alone: new files get 0600 from the umask, and
+        // what an older version or another tool left readable is fixed now.
+        opentrail_delivery::private_files::restrict_new_files();
+        let fixed = opentrail_delivery::private_files::make_private(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.display().to_string(), source })?;
+        if fixed > 0 {
+            tracing::warn!(files = fixed, "made the data directory's files private to this user (0700/0600)");
+        }
         let journal: Arc<dyn Journal> =
             Arc::new(LocalJournal::open(data_dir.join("journal"), LocalJournalOptions::default())?);
         let history = Arc::new(HistoryIndex::open(&data_dir.join("history.redb"), journal.clone())?);
         let store: Arc<dyn ControlStore> = Arc::new(SqliteStore::open(&data_dir.join("control.sqlite"))?);
-        let buckets = Arc::new(LocalBuckets::open(&data_dir.join("buckets"))?);
+        let keys = open_signing_keys(data_dir, &store)?;
+        let buckets = Arc::new(LocalBuckets::open_with(&data_dir.join("buckets"), options.bucket_store)?);
         let delivery = Arc::new(DeliveryContext {
             destinations: Arc::new(Destinations::new(buckets.clone(), &options.remote_buckets)?),
             notifier: Arc::new(Notifier::new(&options.notification_targets)),
-            keys: Arc::new(SigningKeys::new(store.clone())),
+            keys,
             journal: journal.clone(),
         });
         let worker = Arc::new(DeliveryWorker::new(

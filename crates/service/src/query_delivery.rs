@@ -20,11 +20,40 @@ use crate::delivery::DeliveryContext;
 /// How long delivery waits for a query: past the query timeout.
 const WAIT: Duration = Duration::from_secs(3700);
 
-/// `s3://bucket[/prefix]` split into bucket and prefix (without slashes at its ends).
-pub fn parse_delivery_uri(uri: &str) -> Option<(String, String)> {
-    let rest = uri.strip_prefix("s3://")?;
+/// What is wrong with a `DeliveryS3Uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryUriError {
+    /// Not `s3://` followed by a valid bucket name (`InvalidS3BucketNameException`).
+    Bucket(String),
+    /// A prefix with an empty, `.` or `..` segment, a backslash or a control character
+    /// (`InvalidS3PrefixException`): keys are joined from it, so it must name one place only.
+    Prefix(String),
+}
+
+/// `s3://bucket[/prefix]` split into bucket and prefix (without slashes at its ends). One
+/// slash may end the URI; the prefix's segments are otherwise non-empty and neither `.` nor
+/// `..`.
+pub fn check_delivery_uri(uri: &str) -> Result<(String, String), DeliveryUriError> {
+    let not_uri = || DeliveryUriError::Bucket(format!("DeliveryS3Uri {uri} is not s3://bucket[/prefix]."));
+    let rest = uri.strip_prefix("s3://").ok_or_else(not_uri)?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    opentrail_buckets::valid_bucket_name(bucket).then(|| (bucket.to_string(), prefix.trim_matches('/').to_string()))
+    if !opentrail_buckets::valid_bucket_name(bucket) {
+        return Err(not_uri());
+    }
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    let bad_segment = |segment: &str| segment.is_empty() || segment == "." || segment == "..";
+    if !prefix.is_empty()
+        && (prefix.split('/').any(bad_segment) || prefix.contains('\\') || prefix.chars().any(char::is_control))
+    {
+        return Err(DeliveryUriError::Prefix(format!(
+            "The prefix of DeliveryS3Uri {uri} is not valid: its segments must not be empty, \".\" or \"..\"."
+        )));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+pub fn parse_delivery_uri(uri: &str) -> Option<(String, String)> {
+    check_delivery_uri(uri).ok()
 }
 
 fn csv_field(value: &str) -> String {
@@ -113,4 +142,30 @@ pub fn spawn(
             tracing::error!(%error, query = query_id, "cannot record the delivery status");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_uris_name_one_bucket_and_a_plain_prefix() {
+        assert_eq!(check_delivery_uri("s3://my-bucket"), Ok(("my-bucket".into(), String::new())));
+        assert_eq!(check_delivery_uri("s3://my-bucket/"), Ok(("my-bucket".into(), String::new())));
+        assert_eq!(check_delivery_uri("s3://my-bucket/a/b/"), Ok(("my-bucket".into(), "a/b".into())));
+        for bad in ["my-bucket", "s3://", "s3://Bad_Bucket/x", "https://my-bucket/x", "s3://a..b/x"] {
+            assert!(matches!(check_delivery_uri(bad), Err(DeliveryUriError::Bucket(_))), "{bad}");
+        }
+        for bad in [
+            "s3://my-bucket/../other-bucket",
+            "s3://my-bucket/a/../../b",
+            "s3://my-bucket//a",
+            "s3://my-bucket/a//b",
+            "s3://my-bucket/./a",
+            "s3://my-bucket/a\\..\\b",
+            "s3://my-bucket/a\nb",
+        ] {
+            assert!(matches!(check_delivery_uri(bad), Err(DeliveryUriError::Prefix(_))), "{bad}");
+        }
+    }
 }

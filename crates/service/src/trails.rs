@@ -3,7 +3,7 @@
 //! atomically against the version of the account's trails they were decided on.
 
 use chrono::Utc;
-use opentrail_control::{AccountTrails, ControlStore, StoreError, TrailChange};
+use opentrail_control::{AccountTrails, ControlStore, StoreError, TrailBucket, TrailChange};
 use opentrail_model::selectors::{self, SelectorTarget};
 use opentrail_model::trail::validate_trail_name;
 use opentrail_model::{AdvancedEventSelector, Arn, EventSelector, InsightSelector, Region, Tag, Trail};
@@ -190,11 +190,67 @@ fn validate_bucket_name(name: &str) -> ServiceResult<()> {
     }
 }
 
+/// The longest `S3KeyPrefix` CloudTrail takes.
+pub const MAX_S3_KEY_PREFIX_CHARS: usize = 200;
+
+/// `S3KeyPrefix` as CloudTrail takes it: at most 200 characters, and a plain folder path inside
+/// the bucket: no leading `/`, no empty, `.` or `..` segment (keys are data, but a prefix that
+/// reads as a path could still name another place to anything that treats keys as paths), no
+/// control characters. One trailing `/` is allowed (the files go under it either way). The
+/// empty string means no prefix.
+fn validate_s3_key_prefix(prefix: &str) -> ServiceResult<()> {
+    let invalid = |why: &str| err(ErrorCode::InvalidS3Prefix, format!("Invalid S3 key prefix {prefix:?}: {why}."));
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    if prefix.chars().count() > MAX_S3_KEY_PREFIX_CHARS {
+        return Err(err(
+            ErrorCode::InvalidS3Prefix,
+            format!("S3 key prefix must be at most {MAX_S3_KEY_PREFIX_CHARS} characters."),
+        ));
+    }
+    if prefix.chars().any(char::is_control) {
+        return Err(invalid("it must not contain control characters"));
+    }
+    if prefix.starts_with('/') {
+        return Err(invalid("it must not start with /"));
+    }
+    let folders = prefix.strip_suffix('/').unwrap_or(prefix);
+    if folders.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(invalid("its segments must not be empty, . or .."));
+    }
+    Ok(())
+}
+
+/// The change that binds `trail` to the bucket of its name as it is now, for a local bucket
+/// (which must exist and be the caller's); remote buckets are the operator's configuration and
+/// need none. Delivery writes only while the bucket is still this one.
+fn bind_bucket(
+    store: &dyn ControlStore,
+    delivery: &DeliveryContext,
+    caller: &Caller,
+    trail: &Trail,
+) -> ServiceResult<Option<TrailChange>> {
+    let name = &trail.s3_bucket_name;
+    if delivery.destinations.is_remote(name) {
+        return Ok(None);
+    }
+    delivery.check_bucket(store, &caller.principal.account, name)?;
+    let bucket = store
+        .bucket(name)
+        .map_err(store_error)?
+        .ok_or_else(|| err(ErrorCode::S3BucketDoesNotExist, format!("S3 bucket {name} does not exist.")))?;
+    Ok(Some(TrailChange::BindBucket(TrailBucket {
+        trail_arn: trail.arn(),
+        bucket: bucket.name,
+        owner: bucket.account,
+        created_ms: bucket.created_ms,
+    })))
+}
+
 fn validate_settings(settings: &Settings, caller: &Caller) -> ServiceResult<Settings> {
-    if let Some(prefix) = &settings.s3_key_prefix
-        && prefix.len() > 200
-    {
-        return Err(err(ErrorCode::InvalidS3Prefix, "S3 key prefix must be at most 200 characters."));
+    if let Some(prefix) = &settings.s3_key_prefix {
+        validate_s3_key_prefix(prefix)?;
     }
     if let Some(topic) = &settings.sns_topic_name
         && (topic.len() > 256 || topic.contains(char::is_whitespace))
@@ -454,10 +510,13 @@ impl TrailOps<'_> {
                 "A multi-Region trail must include global service events.",
             ));
         }
+        let (store, delivery, caller) = (self.store, self.delivery, self.caller);
         self.mutate(|state, resources| {
             check_name_and_quota(&state.trails, &trail, None)?;
             Self::note(resources, &trail);
-            Ok((vec![TrailChange::Put(Box::new(trail.clone()))], Value::Object(trail_settings(&trail))))
+            let mut changes = vec![TrailChange::Put(Box::new(trail.clone()))];
+            changes.extend(bind_bucket(store, delivery, caller, &trail)?);
+            Ok((changes, Value::Object(trail_settings(&trail))))
         })
     }
 
@@ -470,7 +529,7 @@ impl TrailOps<'_> {
         }
         let settings = validate_settings(&input.settings, self.caller)?;
         self.check_destinations(input.s3_bucket_name.as_deref(), &settings)?;
-        let caller = self.caller;
+        let (store, delivery, caller) = (self.store, self.delivery, self.caller);
         let decide = |state: &AccountTrails, resources: &mut Vec<Resource>| {
             let current = resolve_for_change(caller, &state.trails, &input.name)?;
             let mut trail = current.clone();
@@ -513,7 +572,12 @@ impl TrailOps<'_> {
             }
             Self::note(resources, &trail);
             let output = Value::Object(trail_settings(&trail));
-            Ok((vec![TrailChange::Put(Box::new(trail))], output))
+            // Updating a trail binds it to its bucket as it is now: after the bucket was deleted
+            // and created again by its owner, this is how the trail delivers to it again.
+            let binding = bind_bucket(store, delivery, caller, &trail)?;
+            let mut changes = vec![TrailChange::Put(Box::new(trail))];
+            changes.extend(binding);
+            Ok((changes, output))
         };
         self.mutate(decide)
     }
@@ -756,5 +820,26 @@ fn event_selectors_output(trail: &Trail) -> Value {
     match &trail.advanced_event_selectors {
         Some(advanced) => json!({ "TrailARN": trail.arn(), "AdvancedEventSelectors": advanced }),
         None => json!({ "TrailARN": trail.arn(), "EventSelectors": trail.effective_event_selectors() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_key_prefixes_are_plain_folder_paths_of_at_most_200_characters() {
+        let longest = "p".repeat(MAX_S3_KEY_PREFIX_CHARS);
+        let longest_multibyte = "é".repeat(MAX_S3_KEY_PREFIX_CHARS);
+        for good in ["", "logs", "logs/", "a/b/c", "team.audit/2026", "..a/b..", &longest, &longest_multibyte] {
+            assert!(validate_s3_key_prefix(good).is_ok(), "{good:?}");
+        }
+        let too_long = "p".repeat(MAX_S3_KEY_PREFIX_CHARS + 1);
+        for bad in
+            ["..", "../other", "a/../b", "a/..", ".", "./a", "a/./b", "a//b", "/a", "//", "a\u{0}b", "a\nb", &too_long]
+        {
+            let error = validate_s3_key_prefix(bad).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidS3Prefix, "{bad:?}");
+        }
     }
 }

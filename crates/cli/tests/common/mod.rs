@@ -366,3 +366,73 @@ impl Drop for ExternalS3 {
         self.stop();
     }
 }
+
+/// CPU time (user and system, all threads) the server process has used so far, read from
+/// `/proc/<pid>/stat` (Linux; clock ticks are USER_HZ, 100 per second).
+pub fn server_cpu_time(server: &TestServer) -> Duration {
+    let pid = server.child.as_ref().expect("the server is running").id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis start at field 3 (state); utime and stime
+    // are fields 14 and 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// How [`TestServer::start_custom`] starts the server, beyond the test accounts.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Top-level TOML keys, put before [`CONFIG`] (after it they would land in its last table).
+    pub root_config: &'a str,
+    /// TOML tables appended to [`CONFIG`].
+    pub extra_config: &'a str,
+    /// Extra environment variables; `RUST_LOG` here replaces the default `warn`.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Where the server's stderr goes (a file, so a test can read the log); inherited if unset.
+    pub stderr_to: Option<PathBuf>,
+    /// Soft and hard open-file limit of the server process (`ulimit -n`).
+    pub open_files: Option<u32>,
+}
+
+impl TestServer {
+    /// A server started as `launch` says, with the buckets of [`TestServer::start`]. Its
+    /// `restart` starts it the ordinary way.
+    pub fn start_custom(launch: Launch<'_>) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config_path = data_dir.path().join("opentrail.toml");
+        std::fs::write(&config_path, format!("{}\n{CONFIG}\n{}", launch.root_config, launch.extra_config)).unwrap();
+        let binary = env!("CARGO_BIN_EXE_opentrail");
+        let mut command = match launch.open_files {
+            // The shell lowers the limit and then becomes the server.
+            Some(limit) => {
+                let mut command = Command::new("sh");
+                command.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir.path().join("data"));
+        command.arg("--config").arg(&config_path);
+        command
+            .env_remove("OPENTRAIL_ACCESS_KEY_ID")
+            .env_remove("OPENTRAIL_SECRET_ACCESS_KEY")
+            .env_remove("OPENTRAIL_ACCOUNT_ID")
+            .env("RUST_LOG", "warn")
+            .envs(launch.env.iter().copied())
+            .stdout(Stdio::piped());
+        match &launch.stderr_to {
+            Some(path) => command.stderr(std::fs::File::create(path).unwrap()),
+            None => command.stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().expect("the opentrail binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the server prints its endpoint").unwrap();
+        let endpoint = line.rsplit(' ').next().unwrap().to_owned();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
+        std::thread::spawn(move || for _ in lines {});
+        let env = launch.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let server = Self { data_dir, config_path: Some(config_path), child: Some(child), endpoint, env };
+        server.create_buckets(ROOT_A);
+        server
+    }
+}
