@@ -555,26 +555,9 @@ impl LocalBuckets {
             return Err(BucketError::NoSuchKey(source_key.to_owned()));
         };
         let inner = self.inner.clone();
-        let (file, size) = tokio::task::spawn_blocking(move || {
-            let id = new_file_id();
-            let path = inner.file_path(&id);
-            let result = (|| {
-                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-                let size = std::io::copy(&mut reader, &mut out)?;
-                out.sync_all()?;
-                inner.sync_objects_folder()?;
-                Ok(size)
-            })();
-            match result {
-                Ok(size) => Ok((id, size)),
-                Err(source) => {
-                    let _ = std::fs::remove_file(&path);
-                    Err(BucketError::Io { path, source })
-                }
-            }
-        })
-        .await
-        .map_err(|e| BucketError::Store(e.to_string()))??;
+        let (file, size) = tokio::task::spawn_blocking(move || inner.write_file(|out| std::io::copy(&mut reader, out)))
+            .await
+            .map_err(|e| BucketError::Store(e.to_string()))??;
         debug_assert_eq!(size, source.size, "a copy has the source's size");
         let attributes = attributes.unwrap_or(NewObject {
             content_type: source.content_type.clone(),
@@ -744,25 +727,13 @@ impl LocalBuckets {
         }
         let inner = self.inner.clone();
         let (file, size) = tokio::task::spawn_blocking(move || {
-            let id = new_file_id();
-            let path = inner.file_path(&id);
-            let result = (|| {
-                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            inner.write_file(|out| {
                 let mut size = 0;
                 for part in &files {
-                    size += std::io::copy(&mut File::open(inner.file_path(part))?, &mut out)?;
+                    size += std::io::copy(&mut File::open(inner.file_path(part))?, out)?;
                 }
-                out.sync_all()?;
-                inner.sync_objects_folder()?;
                 Ok(size)
-            })();
-            match result {
-                Ok(size) => Ok((id, size)),
-                Err(source) => {
-                    let _ = std::fs::remove_file(&path);
-                    Err(BucketError::Io { path, source })
-                }
-            }
+            })
         })
         .await
         .map_err(|e| BucketError::Store(e.to_string()))??;
@@ -1191,6 +1162,27 @@ fn list(db: &Connection, bucket: &str, query: &ListQuery) -> Result<ListPage, Bu
 impl Inner {
     fn db(&self) -> Result<MutexGuard<'_, Connection>, BucketError> {
         self.db.lock().map_err(|_| BucketError::Store("the bucket index lock is poisoned".into()))
+    }
+
+    /// Writes a new object file with `fill` and syncs it and the folder, so the index may
+    /// publish it; a partial file is removed on failure. Returns the file's ID and size.
+    fn write_file(&self, fill: impl FnOnce(&mut File) -> std::io::Result<u64>) -> Result<(String, u64), BucketError> {
+        let id = new_file_id();
+        let path = self.file_path(&id);
+        let result = (|| {
+            let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            let size = fill(&mut out)?;
+            out.sync_all()?;
+            self.sync_objects_folder()?;
+            Ok(size)
+        })();
+        match result {
+            Ok(size) => Ok((id, size)),
+            Err(source) => {
+                let _ = std::fs::remove_file(&path);
+                Err(BucketError::Io { path, source })
+            }
+        }
     }
 
     fn file_path(&self, id: &str) -> PathBuf {

@@ -40,15 +40,6 @@ fn run(program: &str, server: &TestServer, args: &[&str]) -> Output {
         .unwrap_or_else(|error| panic!("{program} runs: {error}"))
 }
 
-fn aws_cli_available() -> bool {
-    let found = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("OPENTRAIL_REQUIRE_AWS_CLI").is_none(), "the aws CLI is required but missing");
-        eprintln!("SKIPPED: the aws CLI is not installed");
-    }
-    found
-}
-
 async fn create_logging_trail(server: &TestServer, validation: bool) -> String {
     let cloudtrail = client(server, ROOT_A, "us-east-1");
     let trail = cloudtrail

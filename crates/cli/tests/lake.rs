@@ -316,15 +316,6 @@ fn aws(server: &TestServer, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
-fn aws_cli_available() -> bool {
-    let found = std::process::Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("OPENTRAIL_REQUIRE_AWS_CLI").is_none(), "the aws CLI is required but missing");
-        eprintln!("SKIPPED: the aws CLI is not installed");
-    }
-    found
-}
-
 /// The acceptance flow with the aws CLI alone: a store for outside events, a channel,
 /// `put-audit-events`, then `start-query` and `get-query-results`; `opentrail query` agrees.
 #[test]
@@ -448,17 +439,6 @@ fn log_key(day: &str, name: &str) -> String {
     format!(
         "AWSLogs/{ACCOUNT_A}/CloudTrail/us-east-1/{y}/{m}/{d}/{ACCOUNT_A}_CloudTrail_us-east-1_{y}{m}{d}T1200Z_{name}.json.gz"
     )
-}
-
-fn s3_source(uri: &str) -> aws_sdk_cloudtrail::types::ImportSource {
-    aws_sdk_cloudtrail::types::ImportSource::builder()
-        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
-            .s3_location_uri(uri)
-            .s3_bucket_region("us-east-1")
-            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
-            .build()
-            .unwrap())
-        .build()
 }
 
 async fn completed_import(ct: &Client, import_id: &str) -> aws_sdk_cloudtrail::operation::get_import::GetImportOutput {

@@ -28,15 +28,6 @@ fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-fn aws_cli_available() -> bool {
-    let found = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("OPENTRAIL_REQUIRE_AWS_CLI").is_none(), "the aws CLI is required but missing");
-        eprintln!("SKIPPED: the aws CLI is not installed");
-    }
-    found
-}
-
 /// `aws cloudtrail validate-logs` as account A, in `region`, over `[start, now + 1 s]`.
 fn aws_validate(server: &TestServer, arn: &str, start: &str, region: &str) -> Output {
     Command::new("aws")

@@ -44,17 +44,6 @@ fn log_key(day: &str, file: usize) -> String {
     )
 }
 
-fn s3_source(uri: &str) -> aws_sdk_cloudtrail::types::ImportSource {
-    aws_sdk_cloudtrail::types::ImportSource::builder()
-        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
-            .s3_location_uri(uri)
-            .s3_bucket_region("us-east-1")
-            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
-            .build()
-            .unwrap())
-        .build()
-}
-
 /// Puts `files` log files of `per_file` events each into `bucket` (created here).
 async fn put_log_files(server: &TestServer, bucket: &str, files: usize, per_file: usize) {
     let s3 = s3_client(&server.endpoint, ROOT_A);

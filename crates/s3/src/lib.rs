@@ -439,6 +439,23 @@ fn new_metadata(metadata: Option<s3s::dto::Metadata>) -> opentrail_buckets::Meta
     pairs
 }
 
+/// The [`BodyCheck`] of an upload's input: PutObject and UploadPart carry the same checksum
+/// fields, moved out of the input here.
+macro_rules! body_check {
+    ($input:ident, $trailers:expr) => {
+        BodyCheck::new(
+            $input.content_md5.as_deref(),
+            $input.checksum_algorithm.as_ref(),
+            $input.checksum_crc32,
+            $input.checksum_crc32c,
+            $input.checksum_sha1,
+            $input.checksum_sha256,
+            $input.checksum_crc64nvme,
+            $trailers,
+        )
+    };
+}
+
 /// Verifies a written body against what the request claimed (Content-MD5, `x-amz-checksum-*` in
 /// headers or trailers) before the store publishes it.
 struct BodyCheck {
@@ -804,16 +821,7 @@ impl S3 for AuditedS3 {
             let trailers = req.trailing_headers;
             let input = req.input;
             let Some(body) = input.body else { return Err(s3_error!(IncompleteBody)) };
-            let check = BodyCheck::new(
-                input.content_md5.as_deref(),
-                input.checksum_algorithm.as_ref(),
-                input.checksum_crc32,
-                input.checksum_crc32c,
-                input.checksum_sha1,
-                input.checksum_sha256,
-                input.checksum_crc64nvme,
-                trailers,
-            )?;
+            let check = body_check!(input, trailers)?;
             let replace = match &input.if_none_match {
                 Some(condition) if condition.is_any() => Replace::IfAbsent,
                 _ => Replace::Client,
@@ -944,16 +952,7 @@ impl S3 for AuditedS3 {
             let input = req.input;
             self.upload_of(buckets, &input.bucket, &input.key, &input.upload_id).await?;
             let Some(body) = input.body else { return Err(s3_error!(IncompleteBody)) };
-            let check = BodyCheck::new(
-                input.content_md5.as_deref(),
-                input.checksum_algorithm.as_ref(),
-                input.checksum_crc32,
-                input.checksum_crc32c,
-                input.checksum_sha1,
-                input.checksum_sha256,
-                input.checksum_crc64nvme,
-                trailers,
-            )?;
+            let check = body_check!(input, trailers)?;
             let stream = check.hashed(body);
             let part = buckets
                 .upload_part(&input.upload_id, input.part_number, stream, move |written| check.verify(written))

@@ -436,3 +436,26 @@ impl TestServer {
         server
     }
 }
+
+/// Whether the aws CLI is here; a test that needs it says it skipped when it is not, unless the
+/// test command requires it (`OPENTRAIL_REQUIRE_AWS_CLI`).
+pub fn aws_cli_available() -> bool {
+    let found = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("OPENTRAIL_REQUIRE_AWS_CLI").is_none(), "the aws CLI is required but missing");
+        eprintln!("SKIPPED: the aws CLI is not installed");
+    }
+    found
+}
+
+/// A StartImport source in OpenTrail's own bucket store.
+pub fn s3_source(uri: &str) -> aws_sdk_cloudtrail::types::ImportSource {
+    aws_sdk_cloudtrail::types::ImportSource::builder()
+        .s3(aws_sdk_cloudtrail::types::S3ImportSource::builder()
+            .s3_location_uri(uri)
+            .s3_bucket_region("us-east-1")
+            .s3_bucket_access_role_arn("arn:aws:iam::111111111111:role/import")
+            .build()
+            .unwrap())
+        .build()
+}
