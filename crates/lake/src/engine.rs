@@ -24,6 +24,7 @@ use url::Url;
 use crate::limits::QueryLimits;
 use crate::schema::{canonical_name, schema_for};
 use crate::sql::BridgedQuery;
+use crate::stop::{StopSignal, stoppable};
 use crate::tables::{LAKE_URL, LakeTables, ParquetLake};
 use crate::{LakeError, functions};
 
@@ -50,6 +51,16 @@ pub struct PlannedQuery {
     limits: QueryLimits,
     plan: datafusion::logical_expr::LogicalPlan,
     column_names: Option<Vec<String>>,
+    /// CancelQuery and the timeout, checked inside long operators (see `stop`).
+    stop: Option<StopSignal>,
+}
+
+impl PlannedQuery {
+    /// Lets `signal` end the query's work from outside its task.
+    pub fn stopped_by(mut self, signal: StopSignal) -> Self {
+        self.stop = Some(signal);
+        self
+    }
 }
 
 impl QueryEngine {
@@ -112,7 +123,7 @@ impl QueryEngine {
         }
         let statement = DFStatement::Statement(Box::new(query.statement.clone()));
         let plan = context.state().statement_to_plan(statement).await?;
-        Ok(PlannedQuery { context, limits: limits.clone(), plan, column_names: query.column_names.clone() })
+        Ok(PlannedQuery { context, limits: limits.clone(), plan, column_names: query.column_names.clone(), stop: None })
     }
 
     /// Runs a planned query to completion, reading its answer batch by batch so that the
@@ -121,7 +132,10 @@ impl QueryEngine {
     pub async fn execute(&self, planned: PlannedQuery) -> Result<QueryOutput, LakeError> {
         let started = Instant::now();
         let frame = planned.context.execute_logical_plan(planned.plan).await?;
-        let physical = frame.create_physical_plan().await?;
+        let mut physical = frame.create_physical_plan().await?;
+        if let Some(signal) = &planned.stop {
+            physical = stoppable(physical, signal)?;
+        }
         let mut stream = execute_stream(physical.clone(), planned.context.task_ctx())?;
         let schema = physical.schema();
         let columns = match planned.column_names {

@@ -16,6 +16,7 @@ pub mod pruning;
 pub mod queries;
 pub mod schema;
 pub mod sql;
+mod stop;
 pub mod tables;
 pub mod writer;
 

@@ -23,6 +23,7 @@ use crate::LakeError;
 use crate::engine::{QueryEngine, QueryOutput};
 use crate::limits::{QUERY_STACK_BYTES, QueryLimits};
 use crate::sql::{BridgeError, bridge};
+use crate::stop::StopSignal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartQueryError {
@@ -89,8 +90,16 @@ pub struct QueryService {
     results_dir: PathBuf,
     limits: QueryLimits,
     runtime: QueryRuntime,
-    /// Queries queued or running in this process, by ID, with their account.
-    running: Mutex<HashMap<String, (AccountId, tokio::task::AbortHandle)>>,
+    /// Queries queued or running in this process, by ID.
+    running: Mutex<HashMap<String, RunningQuery>>,
+}
+
+/// A query queued or running in this process.
+struct RunningQuery {
+    account: AccountId,
+    task: tokio::task::AbortHandle,
+    /// Ends work that runs inside one poll, which aborting the task cannot reach.
+    stop: StopSignal,
 }
 
 impl QueryService {
@@ -128,7 +137,7 @@ impl QueryService {
         })
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AccountId, tokio::task::AbortHandle)>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningQuery>> {
         self.running.lock().expect("running queries lock")
     }
 
@@ -212,12 +221,15 @@ impl QueryService {
             statistics: QueryStatistics::default(),
         };
         let mut running = self.running();
-        if running.values().filter(|(owner, _)| owner == account).count() >= MAX_CONCURRENT_QUERIES {
+        if running.values().filter(|query| &query.account == account).count() >= MAX_CONCURRENT_QUERIES {
             return Err(StartQueryError::TooManyQueries);
         }
         self.save(&query)?;
         let this = self.clone();
         let mut task_query = query.clone();
+        let stop = StopSignal::new(std::time::Instant::now() + self.limits.timeout);
+        let planned = planned.stopped_by(stop.clone());
+        let task_stop = stop.clone();
         let task = self.runtime.handle.spawn(async move {
             {
                 // `start` holds this lock until the query is registered; a cancelled query stays so.
@@ -232,19 +244,30 @@ impl QueryService {
             }
             // On timeout the execution is dropped, and with it every partition's stream.
             let outcome = tokio::time::timeout(this.limits.timeout, this.engine.execute(planned)).await;
-            this.finish(task_query, outcome);
+            this.finish(task_query, outcome, &task_stop);
         });
-        running.insert(query.id.clone(), (account.clone(), task.abort_handle()));
+        running.insert(query.id.clone(), RunningQuery { account: account.clone(), task: task.abort_handle(), stop });
         Ok(query)
     }
 
-    fn finish(&self, mut query: Query, outcome: Result<Result<QueryOutput, LakeError>, tokio::time::error::Elapsed>) {
+    fn finish(
+        &self,
+        mut query: Query,
+        outcome: Result<Result<QueryOutput, LakeError>, tokio::time::error::Elapsed>,
+        stop: &StopSignal,
+    ) {
         let mut running = self.running();
         if running.remove(&query.id).is_none() {
             return; // cancelled meanwhile: the cancellation is the final word
         }
+        // The stop check ends a query whose time ran out inside one poll, before the timer fires.
+        let timed_out = match &outcome {
+            Ok(Err(_)) => stop.timed_out(),
+            Ok(Ok(_)) => false,
+            Err(_) => true,
+        };
         match outcome {
-            Ok(Ok(output)) => match self.write_results(&query.id, &output) {
+            Ok(Ok(output)) if !timed_out => match self.write_results(&query.id, &output) {
                 Ok(()) => {
                     query.status = QueryStatus::Finished;
                     query.statistics = output.statistics;
@@ -254,7 +277,7 @@ impl QueryService {
                     query.error_message = Some(format!("The results could not be stored: {error}"));
                 }
             },
-            Ok(Err(error)) => {
+            Ok(Err(error)) if !timed_out => {
                 query.status = QueryStatus::Failed;
                 query.error_message = Some(match &error {
                     LakeError::DataFusion(inner) => describe(inner, &self.limits),
@@ -265,7 +288,7 @@ impl QueryService {
                     }
                 });
             }
-            Err(_) => {
+            _ => {
                 query.status = QueryStatus::TimedOut;
                 query.error_message =
                     Some(format!("The query ran longer than {} seconds, the limit.", self.limits.timeout.as_secs()));
@@ -350,12 +373,13 @@ impl QueryService {
     /// Cancels a queued or running query; `None` if it is not running (already terminal).
     pub fn cancel(&self, account: &AccountId, id: &str) -> Result<Option<Query>, LakeError> {
         let mut running = self.running();
-        let Some((owner, task)) = running.remove(id) else { return Ok(None) };
-        if &owner != account {
-            running.insert(id.to_string(), (owner, task));
+        let Some(entry) = running.remove(id) else { return Ok(None) };
+        if &entry.account != account {
+            running.insert(id.to_string(), entry);
             return Ok(None);
         }
-        task.abort();
+        entry.stop.raise();
+        entry.task.abort();
         drop(running);
         let Some(document) = self.store.query(account, id)? else { return Ok(None) };
         let mut query: Query = serde_json::from_str(&document)?;
