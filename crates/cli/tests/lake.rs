@@ -300,22 +300,6 @@ async fn channels_and_resource_policies() {
     assert_eq!(error_code(gone), "ChannelNotFoundException");
 }
 
-fn aws(server: &TestServer, args: &[&str]) -> serde_json::Value {
-    let output = std::process::Command::new("aws")
-        .args(args)
-        .args(["--endpoint-url", &server.endpoint, "--output", "json"])
-        .env("AWS_ACCESS_KEY_ID", ROOT_A.0)
-        .env("AWS_SECRET_ACCESS_KEY", ROOT_A.1)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("aws runs");
-    assert!(output.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 /// The acceptance flow with the aws CLI alone: a store for outside events, a channel,
 /// `put-audit-events`, then `start-query` and `get-query-results`; `opentrail query` agrees.
 #[test]

@@ -342,3 +342,54 @@ async fn finding_7_times_in_year_0_or_9999_are_refused() {
     let fine = ct.list_queries().event_data_store(&arn).start_time(DateTime::from_secs(0)).end_time(now).send().await;
     assert!(fine.is_ok(), "{fine:?}");
 }
+
+#[tokio::test]
+async fn finding_7_put_audit_events_refuses_times_in_year_0_or_9999() {
+    if !aws_cli_available() {
+        return;
+    }
+    let server = TestServer::start();
+    let selectors =
+        r#"[{"Name":"outside","FieldSelectors":[{"Field":"eventCategory","Equals":["ActivityAuditLog"]}]}]"#;
+    let store = aws(
+        &server,
+        &[
+            "cloudtrail",
+            "create-event-data-store",
+            "--name",
+            "outside",
+            "--no-multi-region-enabled",
+            "--advanced-event-selectors",
+            selectors,
+        ],
+    );
+    let store_arn = store["EventDataStoreArn"].as_str().unwrap().to_string();
+    let destinations = format!(r#"[{{"Type":"EVENT_DATA_STORE","Location":"{store_arn}"}}]"#);
+    let channel = aws(
+        &server,
+        &["cloudtrail", "create-channel", "--name", "app", "--source", "Custom", "--destinations", &destinations],
+    );
+    let channel_arn = channel["ChannelArn"].as_str().unwrap().to_string();
+    let event = |time: &str| {
+        serde_json::json!({
+            "version": "1.0", "userIdentity": {"type": "CustomUser", "principalId": "alice"},
+            "eventSource": "app.example.com", "eventName": "OpenDoor", "eventTime": time,
+            "UID": time, "recipientAccountId": ACCOUNT_A
+        })
+        .to_string()
+    };
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let events = serde_json::json!([
+        {"id": "year-0", "eventData": event("0000-01-01T00:00:00Z")},
+        {"id": "year-9999", "eventData": event("9999-12-31T23:59:59Z")},
+        {"id": "now", "eventData": event(&now)},
+    ])
+    .to_string();
+    let put = aws(
+        &server,
+        &["cloudtrail-data", "put-audit-events", "--channel-arn", &channel_arn, "--audit-events", &events],
+    );
+    let failed: Vec<&str> = put["failed"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["year-0", "year-9999"], "{put}");
+    assert_eq!(put["successful"][0]["id"], "now", "{put}");
+}
