@@ -470,17 +470,17 @@ impl LocalBuckets {
     /// Writes a delivered file: never replaces a different object, and marks it write-once.
     pub async fn put_new(&self, bucket: &str, key: &str, body: Bytes, metadata: &Metadata) -> Result<(), BucketError> {
         check_key(key)?;
-        if let Some(existing) = self.same_as_existing(bucket, key, &body, metadata).await? {
-            return existing;
-        }
         let chunks = futures::stream::iter([Ok::<_, std::convert::Infallible>(body.clone())]);
+        // The bucket's owner first: it also refuses a missing bucket before any file is written.
+        let owner = self.bucket_owner(bucket).await?;
         let (file, written) = self.write_file(chunks).await?;
         let etag = hex::encode(written.md5);
-        let owner = self.bucket_owner(bucket).await?;
         let attributes = NewObject { content_type: None, metadata: metadata.clone(), owner };
         match self.publish(bucket, key, file, written.size, etag, attributes, Replace::IfAbsent, true).await {
             Ok(_) => Ok(()),
-            // Lost a race with another writer of the same key: the same rule as above.
+            // Something is at the key already (a retry after a crash, a racing writer, or a
+            // client's object): only an identical object counts as written. Publish removed our
+            // copy, so the usual case (a new key) costs one index transaction.
             Err(BucketError::AlreadyExists(_)) => match self.same_as_existing(bucket, key, &body, metadata).await? {
                 Some(outcome) => outcome,
                 None => Err(BucketError::AlreadyExists(format!("s3://{bucket}/{key}"))),

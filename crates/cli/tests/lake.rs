@@ -308,28 +308,8 @@ fn aws_cli_sends_audit_events_through_a_channel_and_queries_them() {
         return;
     }
     let server = TestServer::start();
-    let selectors =
-        r#"[{"Name":"activity","FieldSelectors":[{"Field":"eventCategory","Equals":["ActivityAuditLog"]}]}]"#;
-    let store = aws(
-        &server,
-        &[
-            "cloudtrail",
-            "create-event-data-store",
-            "--name",
-            "outside",
-            "--no-multi-region-enabled",
-            "--advanced-event-selectors",
-            selectors,
-        ],
-    );
-    let store_arn = store["EventDataStoreArn"].as_str().unwrap().to_string();
+    let (store_arn, channel_arn) = outside_events_channel(&server);
     let store_id = store_arn.rsplit('/').next().unwrap().to_string();
-    let destinations = format!(r#"[{{"Type":"EVENT_DATA_STORE","Location":"{store_arn}"}}]"#);
-    let channel = aws(
-        &server,
-        &["cloudtrail", "create-channel", "--name", "app", "--source", "Custom", "--destinations", &destinations],
-    );
-    let channel_arn = channel["ChannelArn"].as_str().unwrap().to_string();
 
     let event = |uid: &str, name: &str| {
         serde_json::json!({

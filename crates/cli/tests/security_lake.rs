@@ -349,27 +349,7 @@ async fn finding_7_put_audit_events_refuses_times_in_year_0_or_9999() {
         return;
     }
     let server = TestServer::start();
-    let selectors =
-        r#"[{"Name":"outside","FieldSelectors":[{"Field":"eventCategory","Equals":["ActivityAuditLog"]}]}]"#;
-    let store = aws(
-        &server,
-        &[
-            "cloudtrail",
-            "create-event-data-store",
-            "--name",
-            "outside",
-            "--no-multi-region-enabled",
-            "--advanced-event-selectors",
-            selectors,
-        ],
-    );
-    let store_arn = store["EventDataStoreArn"].as_str().unwrap().to_string();
-    let destinations = format!(r#"[{{"Type":"EVENT_DATA_STORE","Location":"{store_arn}"}}]"#);
-    let channel = aws(
-        &server,
-        &["cloudtrail", "create-channel", "--name", "app", "--source", "Custom", "--destinations", &destinations],
-    );
-    let channel_arn = channel["ChannelArn"].as_str().unwrap().to_string();
+    let (_, channel_arn) = outside_events_channel(&server);
     let event = |time: &str| {
         serde_json::json!({
             "version": "1.0", "userIdentity": {"type": "CustomUser", "principalId": "alice"},

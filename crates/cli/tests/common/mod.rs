@@ -476,3 +476,29 @@ pub fn aws(server: &TestServer, args: &[&str]) -> serde_json::Value {
     assert!(output.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
+
+/// With the aws CLI: an event data store for outside events (ActivityAuditLog) and a `Custom`
+/// channel into it; returns their ARNs.
+pub fn outside_events_channel(server: &TestServer) -> (String, String) {
+    let selectors =
+        r#"[{"Name":"activity","FieldSelectors":[{"Field":"eventCategory","Equals":["ActivityAuditLog"]}]}]"#;
+    let store = aws(
+        server,
+        &[
+            "cloudtrail",
+            "create-event-data-store",
+            "--name",
+            "outside",
+            "--no-multi-region-enabled",
+            "--advanced-event-selectors",
+            selectors,
+        ],
+    );
+    let store_arn = store["EventDataStoreArn"].as_str().unwrap().to_string();
+    let destinations = format!(r#"[{{"Type":"EVENT_DATA_STORE","Location":"{store_arn}"}}]"#);
+    let channel = aws(
+        server,
+        &["cloudtrail", "create-channel", "--name", "app", "--source", "Custom", "--destinations", &destinations],
+    );
+    (store_arn, channel["ChannelArn"].as_str().unwrap().to_string())
+}
