@@ -125,7 +125,7 @@ fn init_logging() {
 }
 
 fn main() -> Result<()> {
-    opentrail_delivery::private_files::restrict_new_files();
+    opentrail_service::private_files::restrict_new_files();
     init_logging();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

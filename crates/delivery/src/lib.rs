@@ -18,7 +18,6 @@ pub mod layout;
 pub mod logfile;
 pub mod master_key;
 pub mod notify;
-pub mod private_files;
 pub mod validate;
 mod worker;
 

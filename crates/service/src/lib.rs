@@ -17,6 +17,7 @@ pub mod config;
 mod delivery;
 pub mod error;
 mod lake;
+pub mod private_files;
 pub use lake::import_local_folder;
 mod lookup;
 mod paging;
@@ -202,8 +203,8 @@ impl OpenTrail {
     ) -> Result<Arc<Self>, OpenError> {
         // The data directory is the server user's alone: new files get 0600 from the umask, and
         // what an older version or another tool left readable is fixed now.
-        opentrail_delivery::private_files::restrict_new_files();
-        let fixed = opentrail_delivery::private_files::make_private(data_dir)
+        crate::private_files::restrict_new_files();
+        let fixed = crate::private_files::make_private(data_dir)
             .map_err(|source| OpenError::DataDir { path: data_dir.display().to_string(), source })?;
         if fixed > 0 {
             tracing::warn!(files = fixed, "made the data directory's files private to this user (0700/0600)");
