@@ -51,20 +51,28 @@ cargo fmt --all -- --check
 phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 phase "cargo test"
-cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+# --no-fail-fast: a failing test binary does not hide the results of the ones after it, so one
+# run reports every failure (it costs nothing when everything passes).
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 # A short fuzz run of each network-facing parser (OPENTRAIL_FUZZ_SECONDS=0 skips it).
 fuzz_seconds=${OPENTRAIL_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" -gt 0 ]; then
-    phase "fuzz smoke: ${fuzz_seconds}s per target"
+    phase "fuzz build"
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+    # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's instrumentation flags. A dev
+    # build without a sanitizer compiles fastest, and Rust's own checks turn memory errors into
+    # the panics libFuzzer reports. All four targets in one cargo run, so that both cores build
+    # and link them; `cargo fuzz run` below then finds them up to date.
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev --sanitizer none) > target/fuzz-build.log 2>&1; then
+        tail -n 80 target/fuzz-build.log
+        echo "the fuzz targets do not build" >&2
+        exit 1
+    fi
+    phase "fuzz smoke: ${fuzz_seconds}s per target"
     (
         cd fuzz
         for target in request_decoder sigv4_header lake_sql s3_keys; do
             mkdir -p "corpus/$target"
-            # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's instrumentation flags. A
-            # dev build without a sanitizer: the targets pull in DataFusion, which an optimised,
-            # sanitised build would take a quarter of an hour to compile on two cores; Rust's own
-            # checks turn memory errors into the panics libFuzzer reports.
             log="../target/fuzz-$target.log"
             if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
                 -max_total_time="$fuzz_seconds" > "$log" 2>&1; then

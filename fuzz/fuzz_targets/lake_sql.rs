@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use opentrail_lake::sql::bridge;
+use opentrail_lake_sql::bridge;
 
 fuzz_target!(|data: &[u8]| {
     let sql = String::from_utf8_lossy(data);

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use opentrail_api::sigv4::{RequestToVerify, parse_amz_date, parse_authorization, verify};
+use opentrail_sigv4::{RequestToVerify, parse_amz_date, parse_authorization, verify};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

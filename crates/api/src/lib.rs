@@ -1,5 +1,6 @@
 //! The HTTP face of OpenTrail: AWS JSON 1.1 on `POST /`, SigV4 authentication, AWS-shaped
-//! errors, `GET /health`, and the audited S3 endpoint on the same port.
+//! errors, `GET /health`, `GET /opentrail/status` (the journal consumers, signed), and the
+//! audited S3 endpoint on the same port.
 //!
 //! Requests are routed by the service their SigV4 credential scope names: `s3` goes to the S3
 //! endpoint (the `s3s` service over the local buckets), everything else to the CloudTrail API.
@@ -12,7 +13,9 @@
 
 pub mod net;
 pub mod protocol;
-pub mod sigv4;
+/// SigV4 verification lives in its own crate, which the fuzz targets build without the API's
+/// query engine; `opentrail_api::sigv4` paths keep working.
+pub use opentrail_sigv4 as sigv4;
 
 pub use net::HttpLimits;
 
@@ -29,7 +32,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use opentrail_model::{EventRecord, Principal, Region};
-use opentrail_s3::{AuditSink, AuditedS3, PrincipalDirectory, SourceIp};
+use opentrail_s3::{AuditSink, AuditedS3, PrincipalDirectory, RecordError, SourceIp};
 use opentrail_service::{CallInfo, Caller, ErrorCode, OpenTrail};
 use s3s::service::S3Service;
 use s3s::{S3Error, S3ErrorCode};
@@ -49,6 +52,7 @@ pub fn router(service: Arc<OpenTrail>) -> Router {
         .route("/health", only(get(|| async { "ok" }), "GET"))
         .route("/", only(post(handle_json_call), "POST"))
         .route("/PutAuditEvents", only(post(handle_put_audit_events), "POST"))
+        .route("/opentrail/status", only(get(handle_status), "GET"))
         .fallback(handle_unknown_route)
         .layer(axum::middleware::from_fn_with_state(s3, route_s3_requests))
         .with_state(service)
@@ -87,8 +91,11 @@ struct JournalSink(Arc<OpenTrail>);
 
 #[async_trait::async_trait]
 impl AuditSink for JournalSink {
-    async fn record(&self, record: EventRecord) -> Result<(), String> {
-        self.0.append_records(&[record]).await.map(drop).map_err(|error| error.to_string())
+    async fn record(&self, record: EventRecord) -> Result<(), RecordError> {
+        self.0.append_records(&[record]).await.map(drop).map_err(|error| match error {
+            opentrail_journal::JournalError::Overloaded => RecordError::Overloaded,
+            other => RecordError::Failed(other.to_string()),
+        })
     }
 }
 
@@ -337,6 +344,22 @@ async fn authenticated(
             tracing::debug!(code, "authentication failed");
             Err(response)
         }
+    }
+}
+
+/// `GET /opentrail/status`: the journal consumers' status (state, restarts, lag) as the
+/// caller's account may see it, signed like a CloudTrail call (SigV4, service `cloudtrail`). Not
+/// recorded as an event: it is OpenTrail's own operations view, not a CloudTrail API call, and
+/// recording every poll would keep the consumers it reports on from ever being caught up.
+async fn handle_status(State(service): State<Arc<OpenTrail>>, request: Request<Body>) -> Response {
+    let request_id = new_request_id();
+    let caller = match authenticated(&service, request, "cloudtrail", &request_id).await {
+        Ok((_, _, caller)) => caller,
+        Err(response) => return response,
+    };
+    match service.consumer_status(&caller.principal.account).await {
+        Ok(output) => protocol::success(&request_id, &output),
+        Err(error) => protocol::error(&request_id, &error),
     }
 }
 

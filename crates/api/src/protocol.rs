@@ -1,5 +1,5 @@
-//! The AWS JSON 1.1 protocol: operation names from `X-Amz-Target`, and responses shaped the
-//! way AWS shapes them.
+//! The AWS JSON 1.1 protocol: responses shaped the way AWS shapes them (operation names from
+//! `X-Amz-Target` are read by `opentrail-operations`).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -7,16 +7,8 @@ use opentrail_service::{ErrorCode, ServiceError};
 use serde_json::{Value, json};
 
 pub const JSON_1_1: &str = "application/x-amz-json-1.1";
-const SHORT_PREFIX: &str = "CloudTrail_20131101.";
-const LONG_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
-
-/// The operation named by an `X-Amz-Target` header, in either form clients send:
-/// `CloudTrail_20131101.<Op>` (Smithy SDKs) or the long botocore form.
-pub fn operation_from_target(target: &str) -> Option<&str> {
-    let operation = target.strip_prefix(LONG_PREFIX).or_else(|| target.strip_prefix(SHORT_PREFIX))?;
-    let valid = (1..=128).contains(&operation.len()) && operation.bytes().all(|b| b.is_ascii_alphanumeric());
-    valid.then_some(operation)
-}
+/// Operation names come from `X-Amz-Target`; the rule is the request decoder's, declared with it.
+pub use opentrail_service::operation_from_target;
 
 fn with_common_headers(mut response: Response, request_id: &str) -> Response {
     let headers = response.headers_mut();
@@ -44,21 +36,4 @@ pub fn error(request_id: &str, error: &ServiceError) -> Response {
 
 pub fn error_of(request_id: &str, code: ErrorCode, message: impl Into<String>) -> Response {
     error(request_id, &ServiceError::new(code, message))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_target_forms_are_accepted() {
-        assert_eq!(operation_from_target("CloudTrail_20131101.ListTrails"), Some("ListTrails"));
-        assert_eq!(
-            operation_from_target("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail"),
-            Some("CreateTrail")
-        );
-        assert_eq!(operation_from_target("DynamoDB_20120810.ListTables"), None);
-        assert_eq!(operation_from_target("CloudTrail_20131101."), None);
-        assert_eq!(operation_from_target("CloudTrail_20131101.Bad Name"), None);
-    }
 }

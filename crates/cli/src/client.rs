@@ -41,16 +41,24 @@ impl Connection {
 
     /// One signed call of a CloudTrail operation; an AWS error becomes `Err("Type: message")`.
     pub fn call(&self, operation: &str, body: &Value) -> Result<Value> {
-        let body = body.to_string();
+        let target = format!("CloudTrail_20131101.{operation}");
+        let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+        self.signed("POST", "/", &headers, body.to_string().as_bytes())
+    }
+
+    /// A signed `GET` of one of OpenTrail's own paths (`/opentrail/status`), answering JSON.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        self.signed("GET", path, &[], b"")
+    }
+
+    /// Sends a request signed for service `cloudtrail`; a non-2xx answer becomes
+    /// `Err("Type: message")`.
+    fn signed(&self, method: &str, path: &str, extra_headers: &[(&str, &str)], body: &[u8]) -> Result<Value> {
         let endpoint = &self.endpoint;
         let uri: http::Uri = endpoint.parse().with_context(|| format!("invalid endpoint URL {endpoint}"))?;
         let host = uri.authority().context("the endpoint URL has no host")?.to_string();
-        let target = format!("CloudTrail_20131101.{operation}");
-        let headers = [
-            ("host", host.as_str()),
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
+        let mut headers = vec![("host", host.as_str())];
+        headers.extend_from_slice(extra_headers);
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -60,19 +68,21 @@ impl Connection {
             .settings(SigningSettings::default())
             .build()?
             .into();
-        let url = format!("{}/", endpoint.trim_end_matches('/'));
-        let signable =
-            SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes()))?;
+        let url = format!("{}{path}", endpoint.trim_end_matches('/'));
+        let signable = SignableRequest::new(method, &url, headers.iter().copied(), SignableBody::Bytes(body))?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut request = agent.post(&url);
+        let mut request = http::Request::builder().method(method).uri(&url);
+        // `host` is set by the client from the URL.
         for (name, value) in headers.iter().skip(1) {
             request = request.header(*name, *value);
         }
         for header in instructions.into_parts().0 {
             request = request.header(header.name(), header.value());
         }
-        let mut response = request.send(body.as_bytes()).with_context(|| format!("cannot reach {endpoint}"))?;
+        // A GET carries no body at all (not even an empty one, which ureq would refuse).
+        let sent = if body.is_empty() { agent.run(request.body(())?) } else { agent.run(request.body(body.to_vec())?) };
+        let mut response = sent.with_context(|| format!("cannot reach {endpoint}"))?;
         let status = response.status();
         let mut text = String::new();
         response.body_mut().as_reader().read_to_string(&mut text)?;

@@ -2,10 +2,12 @@
 
 mod client;
 mod import;
+mod journal;
 mod lookup;
 mod put_events;
 mod query;
 mod rotate_master_key;
+mod status;
 mod times;
 mod validate_logs;
 
@@ -87,6 +89,11 @@ enum Command {
     /// Import a folder of CloudTrail log files into an event data store of a data directory.
     Import(import::ImportArgs),
     RotateMasterKey(rotate_master_key::RotateMasterKeyArgs),
+    /// Show the journal consumers of a running OpenTrail (Event History, each logging trail's
+    /// delivery, the Lake writer): state, restarts and how far behind the journal each is.
+    Status(status::StatusArgs),
+    /// Verify (`check`) or repair the journal of a stopped server's data directory.
+    Journal(journal::JournalArgs),
 }
 
 /// Crates that log requests, headers, presigned query strings or computed signatures below
@@ -148,6 +155,13 @@ fn main() -> Result<()> {
         Command::Query(args) => query::run(args),
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::RotateMasterKey(args) => rotate_master_key::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Journal(args) => {
+            if !journal::run(args)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::ValidateLogs(args) => {
             if !runtime.block_on(validate_logs::run(args))? {
                 std::process::exit(1);
@@ -227,6 +241,8 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, config: Option<PathBuf>) -
     );
     let service = OpenTrail::open_with(&data_dir, credentials, options)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    // Before anything is served: the records of changes committed just before a crash.
+    service.drain_outbox().await.context("cannot deliver the records of changes committed before a crash")?;
     service.spawn_background_tasks();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;

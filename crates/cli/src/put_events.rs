@@ -7,10 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use opentrail_history::HistoryIndex;
 use opentrail_model::record::LookupAttribute;
 use opentrail_model::regions::is_cloudtrail_region;
 use opentrail_model::{AccountId, EventRecord, Region};
-use opentrail_service::{Config, Credentials, OpenTrail};
+use opentrail_service::EventLog;
 use serde_json::Value;
 
 const BATCH: usize = 1000;
@@ -67,9 +68,10 @@ pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &s
         events.push(event);
     }
 
-    let service = OpenTrail::open(data_dir, Credentials::from_config(&Config::development())?)
+    // Only the journal and the history index: no control store, delivery or Lake runtime.
+    let log = EventLog::open(data_dir)
         .with_context(|| format!("cannot open {} (is a server using it?)", data_dir.display()))?;
-    let history = service.history().clone();
+    let history = log.history().clone();
     while history.catch_up_once(4 << 20)? > 0 {}
 
     // Keep each eventID that is present and unique; give the others a new one.
@@ -77,7 +79,7 @@ pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &s
     let mut renamed = 0;
     for event in &mut events {
         let keep = match event.event_id() {
-            Some(id) => seen.insert(id.to_owned()) && !history_has_event(&service, event, id)?,
+            Some(id) => seen.insert(id.to_owned()) && !history_has_event(&history, event, id)?,
             None => false,
         };
         if !keep {
@@ -89,12 +91,12 @@ pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &s
     }
     let progress_every = (events.len() / 10).max(BATCH);
     for (index, chunk) in events.chunks(BATCH).enumerate() {
-        service.append_records(chunk).await.context("the journal refused the records")?;
+        log.append_records(chunk).await.context("the journal refused the records")?;
         if (index + 1) * BATCH % progress_every < BATCH {
             eprintln!("appended {} of {}", ((index + 1) * BATCH).min(events.len()), events.len());
         }
     }
-    let end = service.journal().committed_end();
+    let end = log.journal().committed_end();
     while history.catch_up_once(4 << 20)? > 0 {}
     if !history.wait_for(end, Duration::from_secs(5)).await {
         bail!("the history index did not catch up with the journal");
@@ -103,7 +105,7 @@ pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &s
     Ok(())
 }
 
-fn history_has_event(service: &OpenTrail, event: &EventRecord, id: &str) -> Result<bool> {
+fn history_has_event(history: &HistoryIndex, event: &EventRecord, id: &str) -> Result<bool> {
     let query = opentrail_history::LookupQuery {
         account: event.account.clone(),
         region: event.region.clone(),
@@ -115,5 +117,5 @@ fn history_has_event(service: &OpenTrail, event: &EventRecord, id: &str) -> Resu
         parameters_fingerprint: 0,
         after: None,
     };
-    Ok(!service.history().lookup(&query)?.events.is_empty())
+    Ok(!history.lookup(&query)?.events.is_empty())
 }

@@ -9,7 +9,16 @@
 //! duplicate name or the trail quota and the write are one atomic decision, also once several
 //! servers share a PostgreSQL store behind the same trait.
 //!
+//! A change a client's call makes can carry that call's CloudTrail record into the same
+//! transaction (the `*_recorded` writes): the record waits in an `outbox` table until the
+//! service has it durable in the journal, so a crash between the two leaves a record to
+//! deliver, never a change without one. [`outbox`] holds the drain that delivers what a crash
+//! left behind.
+//!
 //! Invariant: every mutation is one transaction; a crash leaves the state before or after it.
+
+pub mod crash;
+pub mod outbox;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -125,6 +134,33 @@ pub enum LakeChange {
     Delete { kind: LakeKind, id: String },
 }
 
+/// The CloudTrail record of the call that makes a change, committed in the change's own
+/// transaction (a transactional outbox): the change and its record are durable together, or
+/// neither is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// The record's `eventID` (for logs; the drain compares whole payloads).
+    pub event_id: String,
+    /// Exactly the bytes the journal is to hold (`EventRecord::encode`).
+    pub payload: Vec<u8>,
+    /// The journal's committed end when the change was decided. The record is appended only
+    /// after its change commits, so if it reached the journal at all it lies at or past this
+    /// position: a drain looks for it from here instead of reading the whole journal.
+    pub journal_floor: u64,
+}
+
+/// An outbox row's key. Keys increase with commit order and are never reused, so removing a
+/// row by a key held since its insertion can only ever remove that row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxId(pub i64);
+
+/// A record whose change has committed and that is not known to be in the journal yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecord {
+    pub id: OutboxId,
+    pub record: OutboxRecord,
+}
+
 /// The control-plane repository seam: SQLite now, PostgreSQL for a cluster later.
 pub trait ControlStore: Send + Sync + 'static {
     fn load_trails(&self, account: &AccountId) -> Result<AccountTrails, StoreError>;
@@ -188,6 +224,36 @@ pub trait ControlStore: Send + Sync + 'static {
         expected_version: i64,
         changes: &[TrailChange],
     ) -> Result<(), StoreError>;
+
+    /// [`Self::apply_trail_changes`], and in the same transaction queues `record` (the record of
+    /// the call making the change) in the outbox. On [`StoreError::Conflict`] or any other error
+    /// neither the changes nor the record are stored.
+    fn apply_trail_changes_recorded(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[TrailChange],
+        record: &OutboxRecord,
+    ) -> Result<OutboxId, StoreError>;
+
+    /// [`Self::apply_lake_changes`] with the call's record queued in the same transaction, as
+    /// [`Self::apply_trail_changes_recorded`].
+    fn apply_lake_changes_recorded(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[LakeChange],
+        record: &OutboxRecord,
+    ) -> Result<OutboxId, StoreError>;
+
+    /// The outbox: records whose changes committed and whose journal append is not confirmed,
+    /// in commit order.
+    fn pending_records(&self) -> Result<Vec<PendingRecord>, StoreError>;
+
+    /// Forgets outbox rows whose records are durable in the journal (unknown keys are ignored).
+    /// This write need not be durable itself: a row that outlives a crash is found in the
+    /// journal by the next drain and removed then.
+    fn remove_pending_records(&self, ids: &[OutboxId]) -> Result<(), StoreError>;
 }
 
 pub struct SqliteStore {
@@ -255,6 +321,13 @@ impl SqliteStore {
                  created_ms INTEGER NOT NULL,
                  document TEXT NOT NULL,
                  PRIMARY KEY (account_id, id)
+             );
+             -- AUTOINCREMENT: keys are never reused, so a stale key never names a newer row.
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 event_id TEXT NOT NULL,
+                 journal_floor INTEGER NOT NULL,
+                 payload BLOB NOT NULL
              );",
         )?;
         Ok(Self { connection: Mutex::new(connection) })
@@ -291,13 +364,15 @@ impl SqliteStore {
 
     /// Runs `apply` in one transaction if the account's version in `versions` (a table of ours)
     /// is still `expected`, and moves the version on with it; [`StoreError::Conflict`] otherwise.
+    /// With a `record`, the same transaction queues it in the outbox and returns its key.
     fn versioned_change(
         &self,
         versions: &'static str,
         account: &AccountId,
         expected: i64,
+        record: Option<&OutboxRecord>,
         apply: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<OutboxId>, StoreError> {
         let mut connection = self.lock();
         let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = account_version(&txn, versions, account)?;
@@ -312,9 +387,91 @@ impl SqliteStore {
             ),
             params![account.as_str(), current + 1],
         )?;
+        let id = match record {
+            Some(record) => {
+                txn.execute(
+                    "INSERT INTO outbox (event_id, journal_floor, payload) VALUES (?1, ?2, ?3)",
+                    params![record.event_id, journal_floor_column(record.journal_floor), record.payload],
+                )?;
+                // Everything is written and nothing is committed: a crash here must leave
+                // neither the change nor its record.
+                crash::crash_point(crash::BEFORE_CONTROL_COMMIT);
+                Some(OutboxId(txn.last_insert_rowid()))
+            }
+            None => None,
+        };
         txn.commit()?;
-        Ok(())
+        Ok(id)
     }
+
+    fn apply_trail_changes_in(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[TrailChange],
+        record: Option<&OutboxRecord>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        self.versioned_change("account_versions", account, expected_version, record, |txn| {
+            for change in changes {
+                match change {
+                    TrailChange::Put(trail) => txn.execute(
+                        "INSERT INTO trails (account_id, arn, document) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (account_id, arn) DO UPDATE SET document = excluded.document",
+                        params![account.as_str(), trail.arn(), serde_json::to_string(trail)?],
+                    )?,
+                    TrailChange::Delete { arn } => {
+                        txn.execute("DELETE FROM trail_buckets WHERE trail_arn = ?1", [arn])?;
+                        txn.execute(
+                            "DELETE FROM trails WHERE account_id = ?1 AND arn = ?2",
+                            params![account.as_str(), arn],
+                        )?
+                    }
+                    TrailChange::BindBucket(binding) => txn.execute(
+                        "INSERT INTO trail_buckets (trail_arn, bucket, account_id, created_ms) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (trail_arn) DO UPDATE SET bucket = excluded.bucket,
+                             account_id = excluded.account_id, created_ms = excluded.created_ms",
+                        params![binding.trail_arn, binding.bucket, binding.owner.as_str(), binding.created_ms],
+                    )?,
+                };
+            }
+            Ok(())
+        })
+    }
+
+    fn apply_lake_changes_in(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[LakeChange],
+        record: Option<&OutboxRecord>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        self.versioned_change("lake_versions", account, expected_version, record, |txn| {
+            for change in changes {
+                match change {
+                    LakeChange::Put(document) => txn.execute(
+                        "INSERT INTO lake_resources (account_id, kind, id, document) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (account_id, kind, id) DO UPDATE SET document = excluded.document",
+                        params![account.as_str(), document.kind.as_str(), document.id, document.document],
+                    )?,
+                    LakeChange::Delete { kind, id } => txn.execute(
+                        "DELETE FROM lake_resources WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                        params![account.as_str(), kind.as_str(), id],
+                    )?,
+                };
+            }
+            Ok(())
+        })
+    }
+}
+
+/// SQLite integers are signed; journal positions stay far below `i64::MAX` (8 EiB).
+fn journal_floor_column(floor: u64) -> i64 {
+    i64::try_from(floor).expect("a journal position fits in an SQLite integer")
+}
+
+/// The key a recorded write returned: it always queues its record.
+fn queued(id: Option<OutboxId>) -> OutboxId {
+    id.expect("a recorded change queues its record")
 }
 
 /// An account's version in a versions table; 0 before its first change.
@@ -501,22 +658,7 @@ impl ControlStore for SqliteStore {
         expected_version: i64,
         changes: &[LakeChange],
     ) -> Result<(), StoreError> {
-        self.versioned_change("lake_versions", account, expected_version, |txn| {
-            for change in changes {
-                match change {
-                    LakeChange::Put(document) => txn.execute(
-                        "INSERT INTO lake_resources (account_id, kind, id, document) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (account_id, kind, id) DO UPDATE SET document = excluded.document",
-                        params![account.as_str(), document.kind.as_str(), document.id, document.document],
-                    )?,
-                    LakeChange::Delete { kind, id } => txn.execute(
-                        "DELETE FROM lake_resources WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
-                        params![account.as_str(), kind.as_str(), id],
-                    )?,
-                };
-            }
-            Ok(())
-        })
+        self.apply_lake_changes_in(account, expected_version, changes, None).map(drop)
     }
 
     fn put_query(&self, account: &AccountId, id: &str, created_ms: i64, document: &str) -> Result<(), StoreError> {
@@ -579,31 +721,68 @@ impl ControlStore for SqliteStore {
         expected_version: i64,
         changes: &[TrailChange],
     ) -> Result<(), StoreError> {
-        self.versioned_change("account_versions", account, expected_version, |txn| {
-            for change in changes {
-                match change {
-                    TrailChange::Put(trail) => txn.execute(
-                        "INSERT INTO trails (account_id, arn, document) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (account_id, arn) DO UPDATE SET document = excluded.document",
-                        params![account.as_str(), trail.arn(), serde_json::to_string(trail)?],
-                    )?,
-                    TrailChange::Delete { arn } => {
-                        txn.execute("DELETE FROM trail_buckets WHERE trail_arn = ?1", [arn])?;
-                        txn.execute(
-                            "DELETE FROM trails WHERE account_id = ?1 AND arn = ?2",
-                            params![account.as_str(), arn],
-                        )?
-                    }
-                    TrailChange::BindBucket(binding) => txn.execute(
-                        "INSERT INTO trail_buckets (trail_arn, bucket, account_id, created_ms) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (trail_arn) DO UPDATE SET bucket = excluded.bucket,
-                             account_id = excluded.account_id, created_ms = excluded.created_ms",
-                        params![binding.trail_arn, binding.bucket, binding.owner.as_str(), binding.created_ms],
-                    )?,
-                };
+        self.apply_trail_changes_in(account, expected_version, changes, None).map(drop)
+    }
+
+    fn apply_trail_changes_recorded(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[TrailChange],
+        record: &OutboxRecord,
+    ) -> Result<OutboxId, StoreError> {
+        self.apply_trail_changes_in(account, expected_version, changes, Some(record)).map(queued)
+    }
+
+    fn apply_lake_changes_recorded(
+        &self,
+        account: &AccountId,
+        expected_version: i64,
+        changes: &[LakeChange],
+        record: &OutboxRecord,
+    ) -> Result<OutboxId, StoreError> {
+        self.apply_lake_changes_in(account, expected_version, changes, Some(record)).map(queued)
+    }
+
+    fn pending_records(&self) -> Result<Vec<PendingRecord>, StoreError> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare("SELECT id, event_id, journal_floor, payload FROM outbox ORDER BY id")?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(PendingRecord {
+                    id: OutboxId(row.get(0)?),
+                    record: OutboxRecord {
+                        event_id: row.get(1)?,
+                        // Written from a u64 by `journal_floor_column`, so never negative.
+                        journal_floor: row.get::<_, i64>(2)?.unsigned_abs(),
+                        payload: row.get(3)?,
+                    },
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn remove_pending_records(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.lock();
+        // No sync for this commit (WAL with synchronous=NORMAL): losing it in a crash only
+        // leaves rows whose records the next drain finds in the journal, and it saves an fsync
+        // on every recorded call. The next FULL commit makes it durable along with its own.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let removed = (|| {
+            let txn = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for id in ids {
+                txn.execute("DELETE FROM outbox WHERE id = ?1", [id.0])?;
             }
-            Ok(())
-        })
+            txn.commit()
+        })();
+        // Restored whatever happened: every other write on this connection must be durable.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        Ok(removed?)
     }
 }
 
@@ -613,7 +792,7 @@ mod tests {
 
     use super::*;
 
-    fn trail(name: &str) -> Trail {
+    pub(crate) fn trail(name: &str) -> Trail {
         Trail {
             name: name.into(),
             account: AccountId::parse("123456789012").unwrap(),

@@ -33,8 +33,7 @@ pub use crate::keys::SigningKeys;
 pub use crate::master_key::{MasterKey, MasterKeyError, MasterKeySource};
 pub use crate::notify::{NotificationStatus, NotificationTarget, Notifier};
 pub use crate::worker::{
-    BatchPlan, Chain, DeliveryStatus, DeliveryWorker, DigestPlan, TrailDeliveryState, load_state,
-    oldest_needed_position,
+    BatchPlan, CONSUMER_NAME, Chain, DeliveryStatus, DeliveryWorker, DigestPlan, TrailDeliveryState, load_state,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -26,11 +26,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use opentrail_buckets::BucketError;
+use opentrail_consumer::{Backoff, Consumer, ConsumerError, Cursor, Idle, Progress, RoundFuture};
 use opentrail_control::ControlStore;
 use opentrail_control::TrailBucket;
 use opentrail_journal::{Journal, Position};
@@ -47,7 +48,8 @@ use crate::logfile::build_log_file;
 use crate::{DeliveryError, DeliverySettings, Destinations, SigningKeys, notify::Notifier};
 
 const CONSUMER_PREFIX: &str = "delivery/";
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Trail delivery's name among the journal consumers.
+pub const CONSUMER_NAME: &str = "trail-delivery";
 
 fn consumer_name(trail_arn: &str) -> String {
     format!("{CONSUMER_PREFIX}{trail_arn}")
@@ -140,20 +142,47 @@ pub fn load_state(store: &dyn ControlStore, trail_arn: &str) -> Result<Option<Tr
     }
 }
 
-/// The lowest journal position a logging trail still has to deliver (journal retention keeps
-/// it).
-pub fn oldest_needed_position(store: &dyn ControlStore) -> Result<Option<Position>, DeliveryError> {
-    let mut oldest = None::<Position>;
-    for (_, text) in store.consumer_states(CONSUMER_PREFIX)? {
-        let state: TrailDeliveryState = serde_json::from_str(&text)?;
-        // A stopped trail whose last events are delivered needs nothing more: its next session
-        // starts wherever logging starts again.
-        if state.session_closed {
-            continue;
-        }
-        oldest = Some(oldest.map_or(state.cursor, |o| o.min(state.cursor)));
+/// Where each trail that still delivers stands: trails logging now, and stopped trails whose
+/// last events or final digests are not delivered yet. A trail that logs but has no state yet
+/// (its first round has not run) needs the journal from where its logging began.
+fn trail_cursors(store: &dyn ControlStore) -> Result<Vec<Cursor>, DeliveryError> {
+    let states: HashMap<String, TrailDeliveryState> = store
+        .consumer_states(CONSUMER_PREFIX)?
+        .into_iter()
+        .map(|(consumer, text)| Ok((consumer[CONSUMER_PREFIX.len()..].to_owned(), serde_json::from_str(&text)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    let mut cursors = Vec::new();
+    for trail in store.all_trails()? {
+        let arn = trail.arn();
+        let session = trail.logging_started_at.filter(|_| trail.is_logging);
+        let (next, error) = match (states.get(&arn), session) {
+            // A stopped trail whose last events are delivered needs nothing more: its next
+            // session starts wherever logging starts again.
+            (Some(state), None) if state.session_closed => continue,
+            // Logging started again after a closed session: the new session starts there.
+            (Some(state), Some(start)) if state.session_closed => (start, state.status.latest_delivery_error.clone()),
+            // A session still delivering; if logging began again since, the next one's start.
+            (Some(state), session) => {
+                let next = match session {
+                    Some(start) if start != state.session_start => state.cursor.min(start),
+                    _ => state.cursor,
+                };
+                (next, state.status.latest_delivery_error.clone())
+            }
+            (None, Some(start)) => (start, None),
+            (None, None) => continue,
+        };
+        let account = Some(trail.account.as_str().to_owned());
+        cursors.push(Cursor { part: Some(arn), account, error, ..Cursor::at(next) });
     }
-    Ok(oldest)
+    // States of trails deleted since the last round: still held until the round forgets them.
+    for (arn, state) in &states {
+        if !state.session_closed && !cursors.iter().any(|cursor| cursor.part.as_deref() == Some(arn.as_str())) {
+            let account = arn.split(':').nth(4).map(str::to_owned);
+            cursors.push(Cursor { part: Some(arn.clone()), account, ..Cursor::at(state.cursor) });
+        }
+    }
+    Ok(cursors)
 }
 
 pub struct DeliveryWorker {
@@ -163,8 +192,10 @@ pub struct DeliveryWorker {
     keys: Arc<SigningKeys>,
     notifier: Arc<Notifier>,
     settings: DeliverySettings,
-    /// Trails whose last attempt failed: when to try again, and how many failures in a row.
-    backoff: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Trails whose last attempt failed: when to try again, and the backoff toward that. One
+    /// trail's broken bucket must not hold the others back, so each trail retries on its own
+    /// (with the consumers' one policy); the round itself fails only when the store does.
+    backoff: Mutex<HashMap<String, (Instant, Backoff)>>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, DeliveryError> {
@@ -213,6 +244,11 @@ fn select_range(
     while position < limit && read < budget {
         let batch = journal.read_from(position, (budget - read).min(8 * 1024 * 1024))?;
         if batch.entries.is_empty() {
+            if batch.next > position {
+                // Only a damaged range or the gap of a cut torn tail lies here: nothing to select.
+                position = batch.next.min(limit);
+                continue;
+            }
             return Err(DeliveryError::Journal(opentrail_journal::JournalError::NoSuchPosition(position)));
         }
         for entry in batch.entries.iter().take_while(|entry| entry.position < limit) {
@@ -241,16 +277,6 @@ impl DeliveryWorker {
         Self { store, journal, destinations, keys, notifier, settings, backoff: Mutex::new(HashMap::new()) }
     }
 
-    /// Delivers forever, one round per poll interval.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            if let Err(error) = self.deliver_round(Utc::now()).await {
-                tracing::error!(%error, "delivery round failed");
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-        }
-    }
-
     /// One pass over all trails; returns after each has delivered what is due.
     pub async fn deliver_round(&self, now: DateTime<Utc>) -> Result<(), DeliveryError> {
         let store = self.store.clone();
@@ -277,9 +303,9 @@ impl DeliveryWorker {
                 Err(error) => {
                     tracing::warn!(trail = arn, %error, "delivery failed; will retry");
                     let mut backoff = self.backoff.lock().expect("backoff lock");
-                    let failures = backoff.get(&arn).map_or(0, |(_, n)| *n) + 1;
-                    let delay = Duration::from_millis(500 * 2u64.pow(failures.min(8))).min(MAX_BACKOFF);
-                    backoff.insert(arn, (Instant::now() + delay, failures));
+                    let (retry_at, policy) =
+                        backoff.entry(arn).or_insert_with_key(|arn| (Instant::now(), Backoff::new(arn)));
+                    *retry_at = Instant::now() + policy.next_delay();
                 }
             }
         }
@@ -689,17 +715,41 @@ impl DeliveryWorker {
     }
 }
 
+/// Trail delivery as a journal consumer: a round delivers what is due for every trail, and its
+/// cursors are the logging trails', one each (so status shows every logging trail's lag, to
+/// the trail's account).
+impl Consumer for DeliveryWorker {
+    fn name(&self) -> &str {
+        CONSUMER_NAME
+    }
+
+    fn round(self: Arc<Self>) -> RoundFuture {
+        Box::pin(async move {
+            self.deliver_round(Utc::now()).await.map_err(ConsumerError::new)?;
+            // Batches are due by time, not by journal growth: the next round comes on the clock.
+            Ok(Progress::Idle)
+        })
+    }
+
+    fn cursors(&self) -> Result<Vec<Cursor>, ConsumerError> {
+        trail_cursors(self.store.as_ref()).map_err(ConsumerError::new)
+    }
+
+    fn idle(&self) -> Idle {
+        Idle { wake_on_append: false, at_most: self.settings.poll_interval }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use opentrail_control::SqliteStore;
+    use opentrail_control::{SqliteStore, TrailChange};
     use opentrail_model::{AccountId, Region};
 
     use super::*;
 
-    #[test]
-    fn only_regions_cloudtrail_has_are_delivered() {
-        let trail = Trail {
-            name: "t".into(),
+    fn trail(name: &str) -> Trail {
+        Trail {
+            name: name.into(),
             account: AccountId::parse("123456789012").unwrap(),
             home_region: Region::parse("us-east-1").unwrap(),
             s3_bucket_name: "bucket".into(),
@@ -722,7 +772,12 @@ mod tests {
             logging_started_at: None,
             logging_stopped_at: None,
             created_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn only_regions_cloudtrail_has_are_delivered() {
+        let trail = trail("t");
         let record = serde_json::json!({"eventName": "ListTrails", "readOnly": true, "eventCategory": "Management",
             "managementEvent": true, "eventSource": "cloudtrail.amazonaws.com"});
         for region in opentrail_model::regions::CLOUDTRAIL_REGIONS {
@@ -734,20 +789,52 @@ mod tests {
     }
 
     #[test]
-    fn retention_keeps_what_logging_trails_still_deliver_only() {
+    fn each_trail_that_still_delivers_is_a_cursor_of_its_account() {
         let store = SqliteStore::in_memory().unwrap();
-        assert_eq!(oldest_needed_position(&store).unwrap(), None);
-        let mut logging = TrailDeliveryState::new_session(100, 0, DeliveryStatus::default());
-        logging.cursor = 500;
-        let mut stopped = TrailDeliveryState::new_session(10, 0, DeliveryStatus::default());
-        stopped.cursor = 50;
-        stopped.session_closed = true;
-        for (name, state) in [("delivery/a", &logging), ("delivery/b", &stopped)] {
-            store.save_consumer_state(name, Some(&serde_json::to_string(state).unwrap())).unwrap();
-        }
-        assert_eq!(oldest_needed_position(&store).unwrap(), Some(500));
-        stopped.session_closed = false;
-        store.save_consumer_state("delivery/b", Some(&serde_json::to_string(&stopped).unwrap())).unwrap();
-        assert_eq!(oldest_needed_position(&store).unwrap(), Some(50));
+        assert_eq!(trail_cursors(&store).unwrap(), Vec::new());
+        let (mut logging, mut stopped, mut fresh, idle) =
+            (trail("logging"), trail("stopped"), trail("fresh"), trail("idle"));
+        logging.logging_started_at = Some(100);
+        stopped.is_logging = false;
+        fresh.logging_started_at = Some(70);
+        let mut never_started = idle.clone();
+        never_started.is_logging = false;
+        let account = logging.account.clone();
+        let changes: Vec<TrailChange> = [&logging, &stopped, &fresh, &never_started]
+            .into_iter()
+            .map(|t| TrailChange::Put(Box::new(t.clone())))
+            .collect();
+        store.apply_trail_changes(&account, 0, &changes).unwrap();
+        let mut logging_state = TrailDeliveryState::new_session(100, 0, DeliveryStatus::default());
+        logging_state.cursor = 500;
+        logging_state.status.latest_delivery_error = Some("NoSuchBucket".into());
+        let mut stopped_state = TrailDeliveryState::new_session(10, 0, DeliveryStatus::default());
+        stopped_state.cursor = 50;
+        stopped_state.session_closed = true;
+        let save = |trail: &Trail, state: &TrailDeliveryState| {
+            store
+                .save_consumer_state(&consumer_name(&trail.arn()), Some(&serde_json::to_string(state).unwrap()))
+                .unwrap()
+        };
+        save(&logging, &logging_state);
+        save(&stopped, &stopped_state);
+        let positions = |store: &SqliteStore| -> Vec<(String, Position, Option<String>)> {
+            let mut cursors: Vec<_> = trail_cursors(store)
+                .unwrap()
+                .into_iter()
+                .map(|c| {
+                    assert_eq!(c.account.as_deref(), Some(account.as_str()));
+                    (c.part.unwrap(), c.next, c.error)
+                })
+                .collect();
+            cursors.sort();
+            cursors
+        };
+        // The stopped trail whose session is closed needs nothing; the fresh one needs the
+        // journal from where its logging began, before its first round wrote any state.
+        assert_eq!(positions(&store), vec![(fresh.arn(), 70, None), (logging.arn(), 500, Some("NoSuchBucket".into()))]);
+        stopped_state.session_closed = false;
+        save(&stopped, &stopped_state);
+        assert_eq!(positions(&store)[2], (stopped.arn(), 50, None));
     }
 }

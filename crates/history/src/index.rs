@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use opentrail_consumer::{Consumer, ConsumerError, Cursor, Progress, RoundFuture};
 use opentrail_journal::{Journal, JournalError, Position};
 use opentrail_model::record::{LookupAttribute, RecordView, split_envelope};
 use opentrail_model::{AccountId, Region};
@@ -95,6 +96,8 @@ impl FoundEvent {
 pub struct LookupPage {
     pub events: Vec<FoundEvent>,
     pub next: Option<PageToken>,
+    /// Indexed records this page skipped because their journal bytes are damaged.
+    pub damaged: usize,
 }
 
 pub struct HistoryIndex {
@@ -331,6 +334,13 @@ impl HistoryIndex {
                 Ok(bytes) => bytes,
                 // Dropped by retention after the index entry was read: skip it.
                 Err(JournalError::NoSuchPosition(_)) => continue,
+                // One damaged record costs that record, not the lookup (the journal has
+                // recorded and reported the range).
+                Err(JournalError::Damaged { position }) => {
+                    tracing::warn!(position, "Event History skipped a record in a damaged journal range");
+                    page.damaged += 1;
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
             };
             let (account, region, json) = split_envelope(&bytes).map_err(|e| HistoryError::Storage(e.to_string()))?;
@@ -388,27 +398,39 @@ impl HistoryIndex {
     }
 }
 
-/// Keeps the index caught up with the journal until the process ends.
-pub async fn run_indexer(index: Arc<HistoryIndex>, journal: Arc<dyn Journal>) {
-    let mut committed = journal.subscribe();
-    loop {
-        while index.cursor() < journal.committed_end() {
-            let worker = index.clone();
-            match tokio::task::spawn_blocking(move || worker.catch_up_once(4 * 1024 * 1024)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "history indexing failed; retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(join_error) => {
-                    tracing::error!(%join_error, "history indexer task failed");
-                    return;
-                }
-            }
-        }
-        if committed.changed().await.is_err() {
-            return;
-        }
+/// Event History's name among the journal consumers.
+pub const CONSUMER_NAME: &str = "event-history";
+
+/// How much journal one indexing round reads at most.
+const ROUND_BYTES: usize = 4 * 1024 * 1024;
+
+/// Event History as a journal consumer: each round indexes the next stretch of the journal.
+/// Its cursor keeps the journal from the oldest record still indexed, because lookups read the
+/// records they return back from the journal.
+impl Consumer for HistoryIndex {
+    fn name(&self) -> &str {
+        CONSUMER_NAME
+    }
+
+    fn round(self: Arc<Self>) -> RoundFuture {
+        let index = self;
+        Box::pin(async move {
+            let journal = index.journal.clone();
+            opentrail_consumer::blocking(move || index.catch_up_once(ROUND_BYTES).map(|_| index.cursor()))
+                .await?
+                .map_err(ConsumerError::new)
+                .map(|cursor| if cursor < journal.committed_end() { Progress::More } else { Progress::Idle })
+        })
+    }
+
+    fn cursors(&self) -> Result<Vec<Cursor>, ConsumerError> {
+        let keep_from = self.oldest_needed_position().map_err(ConsumerError::new)?;
+        Ok(vec![Cursor { keep_from, ..Cursor::at(self.cursor()) }])
+    }
+
+    /// Event History keeps 90 days (the caller's `older_than`): older entries are forgotten.
+    fn expire(&self, older_than: std::time::SystemTime) -> Result<usize, ConsumerError> {
+        HistoryIndex::expire(self, older_than.into()).map_err(ConsumerError::new)
     }
 }
 
@@ -457,7 +479,7 @@ mod tests {
     async fn fixture(records: Vec<Vec<u8>>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
-        journal.append(records).await.unwrap().unwrap();
+        journal.append(records).await.unwrap();
         let index = HistoryIndex::open(&dir.path().join("history.redb"), journal.clone()).unwrap();
         while index.catch_up_once(1 << 20).unwrap() > 0 {}
         Fixture { _dir: dir, journal, index }
@@ -571,12 +593,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal: Arc<LocalJournal> =
             Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
-        journal.append((0..3).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap().unwrap();
+        journal.append((0..3).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap();
         {
             let index = HistoryIndex::open(&dir.path().join("h.redb"), journal.clone()).unwrap();
             index.catch_up_once(1 << 20).unwrap();
         }
-        journal.append(vec![record("111111111111", 3, "GetTrail", 0)]).await.unwrap().unwrap();
+        journal.append(vec![record("111111111111", 3, "GetTrail", 0)]).await.unwrap();
         let index = HistoryIndex::open(&dir.path().join("h.redb"), journal.clone()).unwrap();
         assert_eq!(index.catch_up_once(1 << 20).unwrap(), 1);
         assert_eq!(index.lookup(&query("111111111111")).unwrap().events.len(), 4);
@@ -587,7 +609,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal: Arc<LocalJournal> =
             Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
-        journal.append((0..5).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap().unwrap();
+        journal.append((0..5).map(|i| record("111111111111", i, "GetTrail", 0)).collect()).await.unwrap();
         let path = dir.path().join("h.redb");
         std::fs::write(&path, b"this is not a redb file, it is garbage left by a bad disk").unwrap();
         let index = HistoryIndex::open(&path, journal.clone()).unwrap();
@@ -608,5 +630,34 @@ mod tests {
         q.attributes = vec![(LookupAttribute::EventName, "GetTrail".into())];
         assert!(f.index.lookup(&q).unwrap().events.is_empty());
         assert_eq!(f.index.oldest_needed_position().unwrap(), f.journal.committed_end());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_is_skipped_and_counted_not_the_lookup_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let positions = {
+            let journal =
+                Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+            let positions = journal
+                .append((0..5).map(|i| record("111111111111", i, "GetTrail", i as i64)).collect())
+                .await
+                .unwrap();
+            let index = HistoryIndex::open(&dir.path().join("history.redb"), journal.clone()).unwrap();
+            while index.catch_up_once(1 << 20).unwrap() > 0 {}
+            assert_eq!(index.lookup(&query("111111111111")).unwrap().events.len(), 5);
+            positions
+        };
+        // One byte of record 2's payload flips on disk (past the 8-byte segment and frame headers).
+        let segment = dir.path().join("journal").join(format!("{:020}.seg", 0));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[(8 + positions[2] + 8 + 5) as usize] ^= 0x20;
+        std::fs::write(&segment, bytes).unwrap();
+
+        let journal = Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+        assert_eq!(journal.damage().len(), 1);
+        let index = HistoryIndex::open(&dir.path().join("history.redb"), journal.clone()).unwrap();
+        let page = index.lookup(&query("111111111111")).unwrap();
+        assert_eq!(ids(&page), vec!["id-4", "id-3", "id-1", "id-0"]);
+        assert_eq!(page.damaged, 1);
     }
 }

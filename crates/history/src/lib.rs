@@ -17,5 +17,5 @@
 mod index;
 mod token;
 
-pub use index::{FoundEvent, HistoryError, HistoryIndex, LookupPage, LookupQuery, fingerprint, run_indexer};
+pub use index::{CONSUMER_NAME, FoundEvent, HistoryError, HistoryIndex, LookupPage, LookupQuery, fingerprint};
 pub use token::PageToken;

@@ -252,7 +252,11 @@ pub async fn run_import(
                 .zip(contents)
                 .map(|(key, content)| (source.location(key), content.map_err(|e| e.to_string())))
                 .collect();
-            for (key, parsed) in group.iter().zip(parse_files(inputs, &window, threads)) {
+            // Parsing is CPU work that takes every core: off the async threads.
+            let parsed_files = tokio::task::spawn_blocking(move || parse_files(inputs, &window, threads))
+                .await
+                .map_err(|error| LakeError::Io { path: "import".into(), source: std::io::Error::other(error) })?;
+            for (key, parsed) in group.iter().zip(parsed_files) {
                 let parsed = parsed?;
                 batch_files.push((*key).clone());
                 records_in_batch += parsed.events;
@@ -288,6 +292,7 @@ pub async fn run_import(
 }
 
 /// Which records an import keeps (epoch milliseconds).
+#[derive(Clone, Copy)]
 struct Window {
     from: i64,
     to: i64,

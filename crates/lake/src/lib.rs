@@ -15,7 +15,9 @@ pub mod limits;
 pub mod pruning;
 pub mod queries;
 pub mod schema;
-pub mod sql;
+/// The dialect bridge is its own crate (no DataFusion), which the lake_sql fuzz target builds
+/// in seconds; `opentrail_lake::sql` paths keep working.
+pub use opentrail_lake_sql as sql;
 mod stop;
 pub mod tables;
 pub mod writer;
@@ -24,7 +26,7 @@ pub use engine::{QueryEngine, QueryOutput};
 pub use limits::QueryLimits;
 pub use queries::{QueryResults, QueryService, StartQueryError};
 pub use tables::{LakeTables, ParquetLake};
-pub use writer::{LakeWriter, oldest_needed_position};
+pub use writer::{CONSUMER_NAME, LakeWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {

@@ -14,13 +14,9 @@
 
 use std::time::Duration;
 
-/// The deepest expression nesting a statement may have (`a + b + c` is two levels deep).
-pub const MAX_EXPRESSION_DEPTH: usize = 128;
-
-/// Stack of each query thread: planning, optimizing and evaluating recurse per expression
-/// level, and debug builds use large frames, so this leaves a wide margin over what
-/// [`MAX_EXPRESSION_DEPTH`] needs. Only touched pages cost memory.
-pub const QUERY_STACK_BYTES: usize = 64 * 1024 * 1024;
+// The depth limit and the stack it needs belong to the dialect bridge, which checks the depth
+// (a crate of its own, so the lake_sql fuzz target builds without DataFusion).
+pub use opentrail_lake_sql::{MAX_EXPRESSION_DEPTH, QUERY_STACK_BYTES};
 
 pub const DEFAULT_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 pub const DEFAULT_MAX_RESULT_ROWS: u64 = 1_000_000;

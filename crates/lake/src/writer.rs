@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
+use opentrail_consumer::{Consumer, ConsumerError, Cursor, Progress, RoundFuture};
 use opentrail_control::{ControlStore, LakeKind};
 use opentrail_journal::{Entry, Journal, Position};
 use opentrail_model::EventRecord;
@@ -23,6 +23,8 @@ use crate::schema::{batch, day_of, parse_time_ms, row};
 use crate::tables::{LakeTables, ParquetLake, journal_file_name};
 
 const CONSUMER: &str = "lake/writer";
+/// The Lake writer's name among the journal consumers.
+pub const CONSUMER_NAME: &str = "lake-writer";
 /// How much journal one round reads at most.
 const ROUND_BYTES: usize = 32 * 1024 * 1024;
 /// Journal files of the current day merged once there are this many.
@@ -39,11 +41,6 @@ pub struct LakeWriter {
     store: Arc<dyn ControlStore>,
     journal: Arc<dyn Journal>,
     tables: Arc<ParquetLake>,
-}
-
-/// Where the lake writer still needs the journal from (for journal retention).
-pub fn oldest_needed_position(store: &dyn ControlStore) -> Result<Option<Position>, LakeError> {
-    Ok(load_state(store)?.map(|state| state.cursor))
 }
 
 fn load_state(store: &dyn ControlStore) -> Result<Option<WriterState>, LakeError> {
@@ -106,26 +103,6 @@ impl Routing {
 impl LakeWriter {
     pub fn new(store: Arc<dyn ControlStore>, journal: Arc<dyn Journal>, tables: Arc<ParquetLake>) -> Self {
         Self { store, journal, tables }
-    }
-
-    /// Runs rounds for ever, waking when the journal grows.
-    pub async fn run(self: Arc<Self>) {
-        let mut changes = self.journal.subscribe();
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match self.round().await {
-                Ok(true) => backoff = Duration::from_millis(500),
-                Ok(false) => {
-                    backoff = Duration::from_millis(500);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "lake writer round failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
     }
 
     /// Writes one journal span into the stores; `false` when there was nothing to write.
@@ -202,6 +179,27 @@ impl LakeWriter {
     }
 }
 
+/// The Lake writer as a journal consumer. Its cursor is where its next span starts (a span
+/// recorded but not yet written starts there too), so retention keeps that span readable.
+impl Consumer for LakeWriter {
+    fn name(&self) -> &str {
+        CONSUMER_NAME
+    }
+
+    fn round(self: Arc<Self>) -> RoundFuture {
+        Box::pin(async move {
+            let wrote = LakeWriter::round(&self).await.map_err(ConsumerError::new)?;
+            Ok(if wrote { Progress::More } else { Progress::Idle })
+        })
+    }
+
+    fn cursors(&self) -> Result<Vec<Cursor>, ConsumerError> {
+        // Before its first round it starts at the journal's start, and so needs all of it.
+        let state = load_state(self.store.as_ref()).map_err(ConsumerError::new)?;
+        Ok(vec![Cursor::at(state.map_or_else(|| self.journal.start(), |state| state.cursor))])
+    }
+}
+
 /// Reads the records of `[from, bound)`, about `budget` bytes at most; returns them with the
 /// span's actual end.
 fn read_span(
@@ -216,6 +214,8 @@ fn read_span(
     while position < bound && read < budget {
         let batch = journal.read_from(position, (budget - read).min(8 * 1024 * 1024))?;
         if batch.entries.is_empty() {
+            // Past a damaged range or the gap of a cut torn tail there may be nothing more.
+            position = position.max(batch.next);
             break;
         }
         for entry in batch.entries {

@@ -73,7 +73,7 @@ async fn append(journal: &LocalJournal, day: &str, count: usize, account: &str) 
                 .encode()
         })
         .collect();
-    journal.append(records).await.unwrap().unwrap();
+    journal.append(records).await.unwrap();
 }
 
 async fn count(tables: &Arc<ParquetLake>, sql: &str) -> String {

@@ -22,6 +22,7 @@
 //!   are never recorded as events (no feedback loop).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -48,7 +49,24 @@ pub trait PrincipalDirectory: Send + Sync + 'static {
 /// Where call records go: the journal, durably.
 #[async_trait]
 pub trait AuditSink: Send + Sync + 'static {
-    async fn record(&self, record: EventRecord) -> Result<(), String>;
+    async fn record(&self, record: EventRecord) -> Result<(), RecordError>;
+}
+
+/// Why a call record could not be made durable.
+#[derive(Debug)]
+pub enum RecordError {
+    /// The journal's queue is full: the caller should slow down (`SlowDown`, 503).
+    Overloaded,
+    Failed(String),
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Overloaded => f.write_str("the journal's append queue is full"),
+            Self::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 /// `s3s` authentication over the configured credentials.
@@ -73,6 +91,10 @@ pub struct AuditedS3 {
     sink: Arc<dyn AuditSink>,
     default_region: Region,
 }
+
+/// How long a call that changed something waits for the journal to take its record, when the
+/// journal is overloaded, before it answers `InternalError` (as the CloudTrail API's outbox does).
+const CHANGE_RECORD_WAIT: Duration = Duration::from_secs(10);
 
 /// What a call touched, for its record.
 struct Call {
@@ -268,10 +290,26 @@ impl AuditedS3 {
         for owner in &call.foreign_owners {
             records.push(build_s3_record(&call, outcome.clone(), bytes_in, bytes_out, Some(owner), shared.as_deref()));
         }
+        // A call that changed something must be recorded: when the journal is overloaded it
+        // waits for room a while longer. One that changed nothing can be refused (`SlowDown`)
+        // and retried by the client.
+        let changed = !call.read_only && result.is_ok();
+        let deadline = tokio::time::Instant::now() + CHANGE_RECORD_WAIT;
         for record in records {
-            if let Err(error) = self.sink.record(record).await {
-                tracing::error!(%error, "an S3 call could not be recorded");
-                return Err(s3_error!(InternalError, "The call could not be recorded."));
+            loop {
+                match self.sink.record(record.clone()).await {
+                    Ok(()) => break,
+                    Err(RecordError::Overloaded) if changed && tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(RecordError::Overloaded) if !changed => {
+                        return Err(s3_error!(SlowDown, "Please reduce your request rate."));
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, event = call.event_name, "an S3 call could not be recorded");
+                        return Err(s3_error!(InternalError, "The call could not be recorded."));
+                    }
+                }
             }
         }
         result

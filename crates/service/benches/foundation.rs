@@ -147,7 +147,7 @@ fn main() {
                 let mut latencies = Vec::new();
                 for records in batches {
                     let sent = Instant::now();
-                    service.journal().append(records).await.unwrap().unwrap();
+                    service.journal().append(records).await.unwrap();
                     latencies.push(sent.elapsed());
                 }
                 latencies

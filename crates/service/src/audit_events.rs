@@ -11,7 +11,8 @@ use chrono::Utc;
 use opentrail_model::lake::Channel;
 use opentrail_model::record::format_event_time;
 use opentrail_model::{AccountId, EventRecord, Region};
-use serde::Deserialize;
+use opentrail_operations::inputs::{AuditEvent, PutAuditEventsInput};
+use opentrail_operations::{decode_input, parse_body};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -22,20 +23,6 @@ const MAX_EVENTS: usize = 100;
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// The eventVersion CloudTrail gives ActivityAuditLog records.
 const ACTIVITY_EVENT_VERSION: &str = "1.0";
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PutAuditEventsInput {
-    audit_events: Vec<AuditEvent>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AuditEvent {
-    id: String,
-    event_data: String,
-    event_data_checksum: Option<String>,
-}
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ServiceError {
     ServiceError::new(code, message)
@@ -260,7 +247,7 @@ impl OpenTrail {
                 "The channel's resource policy does not allow this account to send events to it.",
             ));
         }
-        let input: PutAuditEventsInput = crate::decode_input(crate::parse_body(body)?)?;
+        let input: PutAuditEventsInput = decode_input(parse_body(body)?)?;
         if input.audit_events.is_empty() || input.audit_events.len() > MAX_EVENTS {
             return Err(err(ErrorCode::Validation, format!("auditEvents must hold 1 to {MAX_EVENTS} events.")));
         }
@@ -313,7 +300,7 @@ impl OpenTrail {
             }
         }
         if !records.is_empty() {
-            self.append_records(&records).await.map_err(ServiceError::internal)?;
+            self.append_records(&records).await.map_err(crate::error::append_failed)?;
         }
         self.note_ingestion(&channel.arn(), now, &successful, &failed);
         tracing::debug!(accepted = records.len(), refused = failed.len(), at = %format_event_time(now), "PutAuditEvents");

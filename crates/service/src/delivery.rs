@@ -1,6 +1,7 @@
 //! What the trail operations need from delivery: destination checks, the truth for
 //! `GetTrailStatus`, and the digest public keys for `ListPublicKeys`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -10,7 +11,7 @@ use opentrail_control::ControlStore;
 use opentrail_delivery::{Destinations, Notifier, SigningKeys, load_state};
 use opentrail_journal::Journal;
 use opentrail_model::{AccountId, Region, Trail};
-use serde::Deserialize;
+use opentrail_operations::inputs::ListPublicKeysInput;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
@@ -24,27 +25,61 @@ pub struct DeliveryContext {
     pub journal: Arc<dyn Journal>,
 }
 
+/// What remote buckets answered when asked whether they exist, by name.
+#[derive(Default)]
+pub struct RemoteBucketChecks(HashMap<String, ServiceResult<()>>);
+
 fn err(code: ErrorCode, message: impl Into<String>) -> ServiceError {
     ServiceError::new(code, message)
 }
 
+fn bucket_missing(bucket: &str) -> ServiceError {
+    err(ErrorCode::S3BucketDoesNotExist, format!("S3 bucket {bucket} does not exist."))
+}
+
 impl DeliveryContext {
-    /// A trail may deliver to a bucket that exists and that its account may write: its own
-    /// local bucket, or a configured remote one. Blocking (a remote check is a request).
-    pub fn check_bucket(&self, store: &dyn ControlStore, account: &AccountId, bucket: &str) -> ServiceResult<()> {
-        let missing = || err(ErrorCode::S3BucketDoesNotExist, format!("S3 bucket {bucket} does not exist."));
-        if self.destinations.is_remote(bucket) {
-            let destination = self.destinations.destination(bucket);
-            return match tokio::runtime::Handle::current().block_on(destination.check()) {
+    /// Asks the remote buckets among `names` whether they answer. This is the network part of
+    /// [`Self::check_bucket`], done in async code before an operation's blocking part runs,
+    /// which then reports the answer where the check belongs in its order of validation.
+    pub async fn check_remote_buckets<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> RemoteBucketChecks {
+        let mut checks = RemoteBucketChecks::default();
+        for bucket in names {
+            if !self.destinations.is_remote(bucket) || checks.0.contains_key(bucket) {
+                continue;
+            }
+            let answer = match self.destinations.destination(bucket).check().await {
                 Ok(()) => Ok(()),
-                Err(BucketError::NoSuchBucket(_)) => Err(missing()),
+                Err(BucketError::NoSuchBucket(_)) => Err(bucket_missing(bucket)),
                 Err(error) => {
                     Err(err(ErrorCode::S3BucketDoesNotExist, format!("S3 bucket {bucket} cannot be reached: {error}")))
                 }
             };
+            checks.0.insert(bucket.to_string(), answer);
         }
+        checks
+    }
+
+    /// A trail may deliver to a bucket that exists and that its account may write: its own
+    /// local bucket, or a configured remote one that answered (`remote` holds the answers).
+    pub fn check_bucket(
+        &self,
+        store: &dyn ControlStore,
+        account: &AccountId,
+        bucket: &str,
+        remote: &RemoteBucketChecks,
+    ) -> ServiceResult<()> {
+        if self.destinations.is_remote(bucket) {
+            return remote.0.get(bucket).cloned().unwrap_or_else(|| {
+                Err(ServiceError::internal(format!("the remote bucket {bucket} was not checked before the operation")))
+            });
+        }
+        self.check_local_bucket(store, account, bucket)
+    }
+
+    /// A bucket of the local store must exist and belong to `account`.
+    pub fn check_local_bucket(&self, store: &dyn ControlStore, account: &AccountId, bucket: &str) -> ServiceResult<()> {
         match store.bucket(bucket).map_err(ServiceError::internal)? {
-            None => Err(missing()),
+            None => Err(bucket_missing(bucket)),
             Some(record) if &record.account != account => Err(err(
                 ErrorCode::InsufficientS3BucketPolicy,
                 format!("Incorrect S3 bucket policy is detected for bucket: {bucket}"),
@@ -127,12 +162,4 @@ impl DeliveryContext {
             .collect();
         Ok(json!({ "PublicKeyList": list }))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct ListPublicKeysInput {
-    start_time: Option<f64>,
-    end_time: Option<f64>,
-    next_token: Option<String>,
 }

@@ -1,93 +1,24 @@
 //! `LookupEvents`: validation of the request and the Event shape of the response.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use opentrail_history::{FoundEvent, LookupQuery, PageToken, fingerprint};
-use opentrail_model::record::LookupAttribute;
-use serde::Deserialize;
+use opentrail_history::{FoundEvent, HistoryError, LookupQuery, PageToken, fingerprint};
+use opentrail_operations::decode_input;
+use opentrail_operations::inputs::{LookupCriteria, LookupEventsInput};
 use serde_json::{Value, json};
 
-use crate::Caller;
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
+use crate::{CallOutcome, Caller, OpenTrail};
 
 /// Event History covers this many days by default.
 pub const HISTORY_DAYS: i64 = 90;
-pub const MAX_LOOKUP_RESULTS: i64 = 50;
+/// How long a lookup waits for the index to include everything already acknowledged.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LookupAttributeInput {
-    attribute_key: String,
-    attribute_value: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LookupEventsInput {
-    lookup_attributes: Option<Vec<LookupAttributeInput>>,
-    start_time: Option<f64>,
-    end_time: Option<f64>,
-    event_category: Option<String>,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-}
-
-fn from_epoch(seconds: f64) -> ServiceResult<DateTime<Utc>> {
-    if !seconds.is_finite() {
-        return Err(ServiceError::new(ErrorCode::InvalidTimeRange, "Times must be finite numbers."));
-    }
-    DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
-        .ok_or_else(|| ServiceError::new(ErrorCode::InvalidTimeRange, "Time is out of range."))
-}
-
-/// Validates a request into an index query. Several attributes are accepted and ANDed (AWS
-/// allows only one); each must be a known key with a 1-2000 character value.
+/// Validates a request into an index query: the input's own checks, then its page token.
 pub fn build_query(caller: &Caller, input: &LookupEventsInput, now: DateTime<Utc>) -> ServiceResult<LookupQuery> {
-    let mut attributes = Vec::new();
-    for attribute in input.lookup_attributes.iter().flatten() {
-        let key = LookupAttribute::parse(&attribute.attribute_key).ok_or_else(|| {
-            ServiceError::new(
-                ErrorCode::InvalidLookupAttributes,
-                format!("Unknown lookup attribute key: {}", attribute.attribute_key),
-            )
-        })?;
-        let length = attribute.attribute_value.chars().count();
-        if !(1..=2000).contains(&length) {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidLookupAttributes,
-                "An AttributeValue must be between 1 and 2000 characters long.",
-            ));
-        }
-        attributes.push((key, attribute.attribute_value.clone()));
-    }
-    let max_results = input.max_results.unwrap_or(MAX_LOOKUP_RESULTS);
-    if !(1..=MAX_LOOKUP_RESULTS).contains(&max_results) {
-        return Err(ServiceError::new(
-            ErrorCode::InvalidMaxResults,
-            format!("MaxResults must be between 1 and {MAX_LOOKUP_RESULTS}."),
-        ));
-    }
-    let insights = match input.event_category.as_deref() {
-        None => false,
-        Some("insight") => true,
-        Some(other) => {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidEventCategory,
-                format!("Unknown EventCategory {other}; the only category is insight."),
-            ));
-        }
-    };
-    let start = match input.start_time {
-        Some(seconds) => from_epoch(seconds)?,
-        // CloudTrail's default: from the oldest available event (retention keeps 90 days).
-        None => DateTime::UNIX_EPOCH,
-    };
-    let end = match input.end_time {
-        Some(seconds) => from_epoch(seconds)?,
-        None => now,
-    };
-    if start > end {
-        return Err(ServiceError::new(ErrorCode::InvalidTimeRange, "StartTime must not be later than EndTime."));
-    }
+    let LookupCriteria { attributes, start, end, insights, max_results } = input.criteria(now)?;
     // Bind tokens to the parameters as given (defaults move with the clock, so they are left out).
     let mut parts = vec![
         caller.principal.account.to_string(),
@@ -109,7 +40,7 @@ pub fn build_query(caller: &Caller, input: &LookupEventsInput, now: DateTime<Utc
         start,
         end,
         insights,
-        max_results: max_results as usize,
+        max_results,
         parameters_fingerprint,
         after,
     })
@@ -152,4 +83,31 @@ pub fn event_shape(found: &FoundEvent) -> Value {
     put("Resources", Some(json!(resources)));
     put("CloudTrailEvent", Some(json!(String::from_utf8_lossy(&found.json))));
     Value::Object(event)
+}
+
+impl OpenTrail {
+    /// Answers a `LookupEvents` input for `caller` (without recording a call: the API path
+    /// records; benchmarks and tools read).
+    pub async fn lookup_events(&self, caller: &Caller, input: Value) -> CallOutcome {
+        self.lookup(caller, decode_input(input)?).await
+    }
+
+    pub(crate) async fn lookup(&self, caller: &Caller, input: LookupEventsInput) -> CallOutcome {
+        let query = build_query(caller, &input, Utc::now())?;
+        // Read your writes: include everything acknowledged before this lookup began.
+        self.wait_for_history(self.journal.committed_end(), READ_YOUR_WRITES_WAIT).await;
+        let history = self.history.clone();
+        let page = tokio::task::spawn_blocking(move || history.lookup(&query))
+            .await
+            .map_err(ServiceError::internal)?
+            .map_err(|error| match error {
+            HistoryError::InvalidToken => invalid_token(),
+            other => ServiceError::internal(other),
+        })?;
+        let mut output = json!({ "Events": page.events.iter().map(event_shape).collect::<Vec<_>>() });
+        if let Some(next) = page.next {
+            output["NextToken"] = json!(next.encode());
+        }
+        Ok(output)
+    }
 }

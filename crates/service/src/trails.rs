@@ -1,17 +1,22 @@
 //! Trail operations: create, read, update, delete, logging status, selectors, Insights
 //! selectors and tags. All state changes go through [`TrailOps::mutate`], which applies them
-//! atomically against the version of the account's trails they were decided on.
+//! atomically against the version of the account's trails they were decided on, together with
+//! the call's record (see `outbox`).
 
 use chrono::Utc;
 use opentrail_control::{AccountTrails, ControlStore, StoreError, TrailBucket, TrailChange};
 use opentrail_model::selectors::{self, SelectorTarget};
 use opentrail_model::trail::validate_trail_name;
-use opentrail_model::{AdvancedEventSelector, Arn, EventSelector, InsightSelector, Region, Tag, Trail};
-use serde::Deserialize;
+use opentrail_model::{Arn, EventSelector, Region, Tag, Trail};
+use opentrail_operations::inputs::{
+    CreateTrailInput, DescribeTrailsInput, ListPublicKeysInput, ListTagsInput, ListTrailsInput, NameInput,
+    PutEventSelectorsInput, PutInsightSelectorsInput, Settings, TagsInput, TrailNameInput, UpdateTrailInput,
+};
 use serde_json::{Map, Value, json};
 
-use crate::delivery::DeliveryContext;
+use crate::delivery::{DeliveryContext, RemoteBucketChecks};
 use crate::error::{ErrorCode, ServiceError, ServiceResult};
+use crate::outbox::CallRecorder;
 use crate::{Caller, Resource, epoch_seconds, iso_time, paging};
 
 /// Trails per Region (multi-Region trails count in every Region).
@@ -26,6 +31,10 @@ pub struct TrailOps<'a> {
     /// Resources the call touched, for the call's CloudTrail record.
     pub resources: &'a mut Vec<Resource>,
     pub delivery: &'a DeliveryContext,
+    /// What the remote buckets the input names answered (asked before this blocking part ran).
+    pub remote_buckets: &'a RemoteBucketChecks,
+    /// Writes a change together with the call's record (see `outbox`).
+    pub recorder: &'a CallRecorder,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ServiceError {
@@ -38,104 +47,6 @@ fn trail_not_found(name: &str, caller: &Caller) -> ServiceError {
 
 fn store_error(error: StoreError) -> ServiceError {
     ServiceError::internal(error)
-}
-
-/// The optional destinations CreateTrail and UpdateTrail share. For updates an empty string
-/// clears a field.
-#[derive(Deserialize, Clone)]
-#[serde(rename_all = "PascalCase")]
-pub struct Settings {
-    s3_key_prefix: Option<String>,
-    sns_topic_name: Option<String>,
-    cloud_watch_logs_log_group_arn: Option<String>,
-    cloud_watch_logs_role_arn: Option<String>,
-    kms_key_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CreateTrailInput {
-    name: String,
-    s3_bucket_name: String,
-    include_global_service_events: Option<bool>,
-    is_multi_region_trail: Option<bool>,
-    enable_log_file_validation: Option<bool>,
-    is_organization_trail: Option<bool>,
-    tags_list: Option<Vec<Tag>>,
-    #[serde(flatten)]
-    settings: Settings,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct UpdateTrailInput {
-    name: String,
-    s3_bucket_name: Option<String>,
-    include_global_service_events: Option<bool>,
-    is_multi_region_trail: Option<bool>,
-    enable_log_file_validation: Option<bool>,
-    is_organization_trail: Option<bool>,
-    #[serde(flatten)]
-    settings: Settings,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NameInput {
-    name: String,
-}
-
-#[derive(Deserialize)]
-pub struct DescribeTrailsInput {
-    #[serde(rename = "trailNameList")]
-    trail_name_list: Option<Vec<String>>,
-    #[serde(rename = "includeShadowTrails")]
-    include_shadow_trails: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListTrailsInput {
-    next_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PutEventSelectorsInput {
-    trail_name: String,
-    event_selectors: Option<Vec<EventSelector>>,
-    advanced_event_selectors: Option<Vec<AdvancedEventSelector>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TrailNameInput {
-    trail_name: Option<String>,
-    event_data_store: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PutInsightSelectorsInput {
-    trail_name: Option<String>,
-    insight_selectors: Vec<InsightSelector>,
-    event_data_store: Option<String>,
-    insights_destination: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TagsInput {
-    resource_id: String,
-    tags_list: Vec<Tag>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListTagsInput {
-    resource_id_list: Vec<String>,
-    #[allow(dead_code)] // reserved by the API; ListTags answers in one page
-    next_token: Option<String>,
 }
 
 /// The Trail structure of GetTrail and DescribeTrails.
@@ -235,7 +146,7 @@ fn bind_bucket(
     if delivery.destinations.is_remote(name) {
         return Ok(None);
     }
-    delivery.check_bucket(store, &caller.principal.account, name)?;
+    delivery.check_local_bucket(store, &caller.principal.account, name)?;
     let bucket = store
         .bucket(name)
         .map_err(store_error)?
@@ -417,20 +328,23 @@ fn tagged_trail<'t>(caller: &Caller, trails: &'t [Trail], resource_id: &str) -> 
 }
 
 impl TrailOps<'_> {
-    /// Runs `decide` on fresh state and applies its changes atomically, retrying on conflict.
-    fn mutate<T>(
+    /// Runs `decide` on fresh state and applies its changes atomically, retrying on conflict,
+    /// together with the call's record (which says the call answered `decide`'s output: the
+    /// operation answers exactly that).
+    fn mutate(
         &mut self,
-        mut decide: impl FnMut(&AccountTrails, &mut Vec<Resource>) -> ServiceResult<(Vec<TrailChange>, T)>,
-    ) -> ServiceResult<T> {
+        mut decide: impl FnMut(&AccountTrails, &mut Vec<Resource>) -> ServiceResult<(Vec<TrailChange>, Value)>,
+    ) -> ServiceResult<Value> {
         let account = &self.caller.principal.account;
         for _ in 0..16 {
             let state = self.store.load_trails(account).map_err(store_error)?;
             let mut resources = Vec::new();
-            let (changes, result) = decide(&state, &mut resources)?;
-            match self.store.apply_trail_changes(account, state.version, &changes) {
+            let (changes, output) = decide(&state, &mut resources)?;
+            let touched: Vec<Resource> = self.resources.iter().chain(&resources).cloned().collect();
+            match self.recorder.apply_trail_changes(self.store, account, state.version, &changes, &output, &touched) {
                 Ok(()) => {
                     self.resources.extend(resources);
-                    return Ok(result);
+                    return Ok(output);
                 }
                 Err(StoreError::Conflict) => continue,
                 Err(other) => return Err(store_error(other)),
@@ -450,7 +364,7 @@ impl TrailOps<'_> {
     /// The bucket must exist and be the caller's; a notification topic must be configured.
     fn check_destinations(&self, bucket: Option<&str>, settings: &Settings) -> ServiceResult<()> {
         if let Some(bucket) = bucket {
-            self.delivery.check_bucket(self.store, &self.caller.principal.account, bucket)?;
+            self.delivery.check_bucket(self.store, &self.caller.principal.account, bucket, self.remote_buckets)?;
         }
         match settings.sns_topic_name.as_deref() {
             Some(topic) if !topic.is_empty() => self.delivery.check_topic(topic),
@@ -458,7 +372,7 @@ impl TrailOps<'_> {
         }
     }
 
-    pub fn list_public_keys(&mut self, input: crate::delivery::ListPublicKeysInput) -> ServiceResult<Value> {
+    pub fn list_public_keys(&mut self, input: ListPublicKeysInput) -> ServiceResult<Value> {
         self.delivery.list_public_keys(&self.caller.region, input)
     }
 

@@ -502,3 +502,246 @@ pub fn outside_events_channel(server: &TestServer) -> (String, String) {
     );
     (store_arn, channel["ChannelArn"].as_str().unwrap().to_string())
 }
+
+/// Sends `GET path` signed with `signing` (or unsigned), as OpenTrail's own read-only endpoints
+/// (`/opentrail/status`) take it.
+pub fn signed_get(server: &TestServer, path: &str, signing: Option<Signing<'_>>) -> RawResponse {
+    let host = server.endpoint.trim_start_matches("http://").to_owned();
+    let mut headers: Vec<(String, String)> = vec![("host".into(), host)];
+    let url = format!("{}{path}", server.endpoint);
+    if let Some(signing) = signing {
+        let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(signing.region)
+            .name(signing.service)
+            .time(signing.time)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "GET",
+            &url,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::Bytes(b""),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        for header in instructions.into_parts().0 {
+            headers.push((header.name().to_owned(), header.value().to_owned()));
+        }
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.get(&url);
+    for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
+        request = request.header(name, value);
+    }
+    let mut response = request.call().expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut text = String::new();
+    response.body_mut().as_reader().read_to_string(&mut text).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    RawResponse { status, headers, body }
+}
+
+impl TestServer {
+    /// Restarts the server with these extra environment variables instead of the earlier ones
+    /// (such as a crash point for the next run, or none).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.restart();
+    }
+}
+
+// Journal files on disk, for the damage and overload tests.
+
+/// One frame of a journal segment as found on disk.
+#[derive(Debug, Clone)]
+pub struct DiskFrame {
+    pub segment: PathBuf,
+    /// The segment's base position.
+    pub base: u64,
+    /// The frame's global position.
+    pub position: u64,
+    /// The whole frame's length (8 header bytes and the payload).
+    pub len: u64,
+    pub payload: Vec<u8>,
+}
+
+impl DiskFrame {
+    /// Where the frame starts in its segment file (past the 8-byte segment header).
+    pub fn file_offset(&self) -> u64 {
+        8 + self.position - self.base
+    }
+}
+
+/// The journal segment files of a server's data directory, ascending by base.
+pub fn journal_segments(data_dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(data_dir.join("journal"))
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            let base = path.file_name()?.to_str()?.strip_suffix(".seg")?.parse().ok()?;
+            Some((base, path))
+        })
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// Every frame of every segment, by the length fields alone (read an undamaged journal).
+pub fn journal_frames(data_dir: &Path) -> Vec<DiskFrame> {
+    let mut frames = Vec::new();
+    for (base, path) in journal_segments(data_dir) {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut offset = 8usize;
+        while offset + 8 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            if offset + 8 + len > bytes.len() {
+                break;
+            }
+            frames.push(DiskFrame {
+                segment: path.clone(),
+                base,
+                position: base + offset as u64 - 8,
+                len: 8 + len as u64,
+                payload: bytes[offset + 8..offset + 8 + len].to_vec(),
+            });
+            offset += 8 + len;
+        }
+    }
+    frames
+}
+
+/// The text value of `"field":"..."` in a journal record, found by text.
+pub fn record_field(payload: &[u8], field: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(payload);
+    let marker = format!("\"{field}\":\"");
+    let start = text.find(&marker)? + marker.len();
+    let end = start + text[start..].find('"')?;
+    Some(text[start..end].to_owned())
+}
+
+/// XORs one byte of a file.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], offset).unwrap();
+}
+
+/// Every event Event History returns to `ct` (all pages), counted by request ID.
+pub async fn history_request_ids(ct: &aws_sdk_cloudtrail::Client) -> std::collections::HashMap<String, usize> {
+    let mut found = std::collections::HashMap::new();
+    let mut token = None;
+    loop {
+        let page = ct.lookup_events().max_results(50).set_next_token(token).send().await.unwrap();
+        for event in page.events() {
+            let record: serde_json::Value = serde_json::from_str(event.cloud_trail_event().unwrap()).unwrap();
+            if let Some(id) = record["requestID"].as_str() {
+                *found.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return found;
+        }
+    }
+}
+
+/// The server process's peak resident set size (`VmHWM` in `/proc/<pid>/status`), in KiB.
+pub fn server_peak_rss_kib(server: &TestServer) -> u64 {
+    let pid = server.child.as_ref().expect("the server is running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Runs the `opentrail` binary (not a server) with `args`.
+pub fn opentrail(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_opentrail")).args(args).env("RUST_LOG", "warn").output().unwrap()
+}
+
+/// Sends `POST path_and_query` with `body`, signed with `signing` for its service.
+pub fn signed_post(server: &TestServer, path_and_query: &str, body: &[u8], signing: Signing<'_>) -> RawResponse {
+    let host = server.endpoint.trim_start_matches("http://").to_owned();
+    let mut headers: Vec<(String, String)> =
+        vec![("host".into(), host), ("content-type".into(), "application/json".into())];
+    let url = format!("{}{path_and_query}", server.endpoint);
+    let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(signing.region)
+        .name(signing.service)
+        .time(signing.time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url.clone(),
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    for header in instructions.into_parts().0 {
+        headers.push((header.name().to_owned(), header.value().to_owned()));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.post(url);
+    for (name, value) in &headers {
+        if name != "host" {
+            request = request.header(name, value);
+        }
+    }
+    let mut response = request.send(body).expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut text = String::new();
+    response.body_mut().as_reader().read_to_string(&mut text).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    RawResponse { status, headers, body }
+}
+
+impl TestServer {
+    /// Kills the server and starts it again on the same data directory (same config and
+    /// environment), its stderr going to `log` so a test can read what it reported.
+    pub fn restart_logging_to(&mut self, log: &Path) {
+        self.kill();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_opentrail"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(self.server_data_dir());
+        if let Some(config) = &self.config_path {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .env_remove("OPENTRAIL_ACCESS_KEY_ID")
+            .env_remove("OPENTRAIL_SECRET_ACCESS_KEY")
+            .env_remove("OPENTRAIL_ACCOUNT_ID")
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("the opentrail binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the server prints its endpoint").unwrap();
+        let endpoint = line.rsplit(' ').next().unwrap().to_owned();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
+        std::thread::spawn(move || for _ in lines {});
+        self.endpoint = endpoint;
+        self.child = Some(child);
+    }
+}

@@ -14,16 +14,25 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{
+use sqlparser::ast::{
     AccessExpr, Expr, Ident, Join, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem,
     SetExpr, Statement, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut, visit_expressions_mut,
     visit_relations_mut,
 };
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::limits::MAX_EXPRESSION_DEPTH;
+/// The deepest expression nesting a statement may have (`a + b + c` is two levels deep),
+/// checked on the parsed statement before planning: the planner and optimizer recurse once per
+/// level (a statement is at most 10,000 characters, which bounds its size).
+pub const MAX_EXPRESSION_DEPTH: usize = 128;
+
+/// Stack of each query thread: planning, optimizing and evaluating recurse per expression
+/// level, and debug builds use large frames, so this leaves a wide margin over what
+/// [`MAX_EXPRESSION_DEPTH`] needs. Only touched pages cost memory. Here, beside the depth it
+/// pays for, so that the bridge's own tests check the stack the query threads get.
+pub const QUERY_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
@@ -241,7 +250,7 @@ fn cte_names(statement: &Statement) -> Vec<String> {
     ctes.0
 }
 
-fn first_select(body: &SetExpr) -> Option<&datafusion::sql::sqlparser::ast::Select> {
+fn first_select(body: &SetExpr) -> Option<&sqlparser::ast::Select> {
     match body {
         SetExpr::Select(select) => Some(select),
         SetExpr::Query(query) => first_select(&query.body),
@@ -411,7 +420,7 @@ fn unnest_in_set(body: &mut SetExpr, aliases: &mut Vec<String>) -> Result<(), Br
 /// with a boolean literal is compared as text with the literal's text, which means the same
 /// for boolean columns (`readOnly = true`) and for text ones.
 fn booleans_compared_as_text(statement: &mut Statement) -> Result<(), BridgeError> {
-    use datafusion::sql::sqlparser::ast::{BinaryOperator, CastKind, DataType as SqlType};
+    use sqlparser::ast::{BinaryOperator, CastKind, DataType as SqlType};
     let _ = visit_expressions_mut(statement, |expr| {
         let Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } = expr else {
             return ControlFlow::<()>::Continue(());
@@ -482,7 +491,7 @@ fn lateral_unnest(statement: &mut Statement) -> Result<(), BridgeError> {
 /// Bridges `sql`; `resolve` maps a table name (an ID or ARN, as written) to the ID of one of
 /// the caller's event data stores. A statement of 10,000 characters may be a chain of
 /// thousands of operators, which parsing and dropping walk recursively: call this on a thread
-/// with a query thread's stack ([`crate::limits::QUERY_STACK_BYTES`]).
+/// with a query thread's stack ([`QUERY_STACK_BYTES`]).
 pub fn bridge(sql: &str, resolve: impl Fn(&str) -> Option<String>) -> Result<BridgedQuery, BridgeError> {
     if sql.trim().is_empty() {
         return Err(invalid("The query statement is empty."));
@@ -646,7 +655,7 @@ mod tests {
     /// Bridges on a thread with a query thread's stack, as `QueryService` does.
     fn bridge_on_a_query_thread(sql: String) -> Result<(), BridgeError> {
         std::thread::Builder::new()
-            .stack_size(crate::limits::QUERY_STACK_BYTES)
+            .stack_size(QUERY_STACK_BYTES)
             .spawn(move || bridge(&sql, resolve).map(drop))
             .unwrap()
             .join()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use chrono::DateTime;
-use opentrail_api::sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
+use opentrail_sigv4::{AuthError, RequestToVerify, parse_authorization, verify};
 
 struct Case {
     name: String,
