@@ -181,7 +181,8 @@ async fn finding_4_a_cross_join_of_a_3000_event_store_fails_clearly() {
     still_answers(&server).await;
     // The store also holds the server's own management events: count the imported ones.
     let count = start(&ct, &format!("SELECT COUNT(*) FROM {id} WHERE userIdentity.accessKeyId = 'AKIAIMPORTED'")).await;
-    assert_eq!(finished(&ct, &count, Duration::from_secs(60)).await.0, QueryStatus::Finished);
+    let (status, message) = finished(&ct, &count, Duration::from_secs(60)).await;
+    assert_eq!(status, QueryStatus::Finished, "{message:?}");
     let rows = ct.get_query_results().query_id(&count).send().await.unwrap();
     assert_eq!(rows.query_result_rows()[0][0].get("_col0").map(String::as_str), Some("3000"));
 }
