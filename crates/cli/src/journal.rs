@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use opentrail_journal::{CheckReport, DamagedRange, LocalJournal, LocalJournalOptions, check_journal};
+use opentrail_journal::{
+    CheckReport, DamagedRange, LocalJournal, LocalJournalOptions, check_journal, segment_file_name,
+};
 
 #[derive(clap::Args)]
 pub struct JournalArgs {
@@ -38,15 +40,11 @@ pub fn run(args: JournalArgs) -> Result<bool> {
     }
 }
 
-fn segment_name(base: u64) -> String {
-    format!("{base:020}.seg")
-}
-
 fn write_range(out: &mut impl Write, range: &DamagedRange) -> std::io::Result<()> {
     writeln!(
         out,
         "  damaged: segment {} offset {} length {} (positions {}..{})",
-        segment_name(range.segment),
+        segment_file_name(range.segment),
         range.position - range.segment,
         range.length,
         range.position,
@@ -61,7 +59,7 @@ fn check(dir: &Path) -> Result<bool> {
     let (mut records, mut ranges, mut bytes) = (0u64, 0usize, 0u64);
     for segment in &report.segments {
         records += segment.frames;
-        writeln!(out, "{}: {} records", segment_name(segment.base), segment.frames)?;
+        writeln!(out, "{}: {} records", segment_file_name(segment.base), segment.frames)?;
         if !segment.header_ok {
             writeln!(out, "  damaged: segment header (records are unaffected)")?;
         }

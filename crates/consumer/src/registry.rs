@@ -176,10 +176,6 @@ impl Consumers {
         self
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.registered.iter().map(|r| r.consumer.name()).collect()
-    }
-
     /// Starts one supervisor per consumer. Needs a Tokio runtime; a second call does nothing.
     pub fn spawn(&self) {
         let mut tasks = self.tasks.lock().expect("tasks lock");

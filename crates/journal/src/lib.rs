@@ -34,6 +34,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 pub use local::{CheckReport, LocalJournal, LocalJournalOptions, SegmentCheck, check_journal};
+pub use segment::segment_file_name;
 use tokio::sync::watch;
 
 /// A record's global byte offset in the journal.

@@ -12,7 +12,12 @@ pub const HEADER_LEN: u64 = HEADER.len() as u64;
 pub const FRAME_OVERHEAD: u64 = 8;
 
 pub fn segment_path(dir: &Path, base: Position) -> PathBuf {
-    dir.join(format!("{base:020}.seg"))
+    dir.join(segment_file_name(base))
+}
+
+/// The file name of the segment whose first position is `base`.
+pub fn segment_file_name(base: Position) -> String {
+    format!("{base:020}.seg")
 }
 
 pub fn parse_segment_name(name: &str) -> Option<Position> {

@@ -248,28 +248,7 @@ pub fn signed_headers(
         headers.push(("x-amz-target".into(), target.into()));
     }
     if let Some(signing) = signing {
-        let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(signing.region)
-            .name(signing.service)
-            .time(signing.time)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            format!("{}/", server.endpoint),
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        let (signed_headers, _) = instructions.into_parts();
-        for header in signed_headers {
-            headers.push((header.name().to_owned(), header.value().to_owned()));
-        }
+        sign_headers("POST", &format!("{}/", server.endpoint), &mut headers, body, signing);
     }
     headers
 }
@@ -281,14 +260,21 @@ pub fn raw_call(server: &TestServer, target: Option<&str>, body: &[u8], signing:
 
 /// Sends `POST /` with exactly these headers and this body.
 pub fn send(server: &TestServer, headers: &[(String, String)], body: &[u8]) -> RawResponse {
+    post_raw(&format!("{}/", server.endpoint), headers, body)
+}
+
+/// Sends `POST url` with these headers (but `host`, which the client sets) and this body.
+fn post_raw(url: &str, headers: &[(String, String)], body: &[u8]) -> RawResponse {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.post(format!("{}/", server.endpoint));
-    for (name, value) in headers {
-        if name != "host" {
-            request = request.header(name, value);
-        }
+    let mut request = agent.post(url);
+    for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
+        request = request.header(name, value);
     }
-    let mut response = request.send(body).expect("the server answers");
+    raw_response(request.send(body).expect("the server answers"))
+}
+
+/// The status, headers and body (JSON if it parses, else text) of a response.
+fn raw_response(mut response: ureq::http::Response<ureq::Body>) -> RawResponse {
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -510,44 +496,39 @@ pub fn signed_get(server: &TestServer, path: &str, signing: Option<Signing<'_>>)
     let mut headers: Vec<(String, String)> = vec![("host".into(), host)];
     let url = format!("{}{path}", server.endpoint);
     if let Some(signing) = signing {
-        let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(signing.region)
-            .name(signing.service)
-            .time(signing.time)
-            .settings(SigningSettings::default())
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
-            "GET",
-            &url,
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-            SignableBody::Bytes(b""),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        for header in instructions.into_parts().0 {
-            headers.push((header.name().to_owned(), header.value().to_owned()));
-        }
+        sign_headers("GET", &url, &mut headers, b"", signing);
     }
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut request = agent.get(&url);
     for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
         request = request.header(name, value);
     }
-    let mut response = request.call().expect("the server answers");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    let mut text = String::new();
-    response.body_mut().as_reader().read_to_string(&mut text).unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    RawResponse { status, headers, body }
+    raw_response(request.call().expect("the server answers"))
+}
+
+/// Adds SigV4's headers for this request to `headers`.
+fn sign_headers(method: &str, url: &str, headers: &mut Vec<(String, String)>, body: &[u8], signing: Signing<'_>) {
+    let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(signing.region)
+        .name(signing.service)
+        .time(signing.time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    for header in instructions.into_parts().0 {
+        headers.push((header.name().to_owned(), header.value().to_owned()));
+    }
 }
 
 impl TestServer {
@@ -675,45 +656,8 @@ pub fn signed_post(server: &TestServer, path_and_query: &str, body: &[u8], signi
     let mut headers: Vec<(String, String)> =
         vec![("host".into(), host), ("content-type".into(), "application/json".into())];
     let url = format!("{}{path_and_query}", server.endpoint);
-    let identity = Credentials::new(signing.key.0, signing.key.1, None, None, "tests").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(signing.region)
-        .name(signing.service)
-        .time(signing.time)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let signable = SignableRequest::new(
-        "POST",
-        url.clone(),
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    for header in instructions.into_parts().0 {
-        headers.push((header.name().to_owned(), header.value().to_owned()));
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.post(url);
-    for (name, value) in &headers {
-        if name != "host" {
-            request = request.header(name, value);
-        }
-    }
-    let mut response = request.send(body).expect("the server answers");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    let mut text = String::new();
-    response.body_mut().as_reader().read_to_string(&mut text).unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    RawResponse { status, headers, body }
+    sign_headers("POST", &url, &mut headers, body, signing);
+    post_raw(&url, &headers, body)
 }
 
 impl TestServer {
