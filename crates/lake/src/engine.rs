@@ -131,6 +131,9 @@ impl QueryEngine {
     /// partition's work).
     pub async fn execute(&self, planned: PlannedQuery) -> Result<QueryOutput, LakeError> {
         let started = Instant::now();
+        // The scans list their files while the physical plan is made and read them until the
+        // end: nothing listed may be deleted before then.
+        let _lease = self.tables.read_lease();
         let frame = planned.context.execute_logical_plan(planned.plan).await?;
         let mut physical = frame.create_physical_plan().await?;
         if let Some(signal) = &planned.stop {

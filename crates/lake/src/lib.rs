@@ -25,7 +25,7 @@ pub mod writer;
 pub use engine::{QueryEngine, QueryOutput};
 pub use limits::QueryLimits;
 pub use queries::{QueryResults, QueryService, StartQueryError};
-pub use tables::{LakeTables, ParquetLake};
+pub use tables::{LakeTables, ParquetLake, ReadLease};
 pub use writer::{CONSUMER_NAME, LakeWriter};
 
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,16 @@
 //! same name) and a compaction deletes its inputs only after its output is durable. A reader
 //! that finds both a compaction and its inputs (a crash in between) reads the compaction only,
 //! so no row is ever counted twice and none is lost.
+//!
+//! A query lists a store's files once and reads them for as long as it runs, so a file that
+//! leaves a table (a compaction's input, a day past retention, a purged store) is first
+//! *retired*: hidden from listings at once, deleted only when no query that began before it
+//! was retired still runs (see [`ReadLease`]). A crash forgets the retirements; what they held
+//! is found again by the next compaction (superseded files) or retention pass (expired days).
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
@@ -128,6 +135,61 @@ pub struct ParquetLake {
     store: Arc<dyn ObjectStore>,
     /// For a local store: its root, to fsync what was written (object_store does not).
     local_root: Option<PathBuf>,
+    retired: Mutex<Retirements>,
+}
+
+/// Files that left their table, waiting for the queries that may still read them.
+#[derive(Debug, Default)]
+struct Retirements {
+    /// Advanced by every retirement; a lease remembers the value it began at.
+    epoch: u64,
+    /// Leases held, by the epoch each began at, and how many began then.
+    readers: BTreeMap<u64, usize>,
+    /// Retired paths and the epoch each was retired at.
+    pending: BTreeMap<String, u64>,
+}
+
+impl Retirements {
+    /// Paths no held lease may still read: a lease that began at epoch `e` may have listed
+    /// anything retired at an epoch `>= e`.
+    fn deletable(&self) -> Vec<String> {
+        let oldest_reader = self.readers.keys().next().copied();
+        self.pending
+            .iter()
+            .filter(|(_, retired_at)| oldest_reader.is_none_or(|oldest| **retired_at < oldest))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+}
+
+/// Held by a query while it lists and reads a lake's files: nothing it may have listed is
+/// deleted until it is dropped.
+#[must_use = "a lease protects reads only while it is held"]
+pub struct ReadLease {
+    lake: Arc<ParquetLake>,
+    epoch: u64,
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let sweep_now = {
+            let mut retired = self.lake.retired.lock().expect("retirements lock");
+            let count = retired.readers.get_mut(&self.epoch).expect("a lease is counted while held");
+            *count -= 1;
+            if *count == 0 {
+                retired.readers.remove(&self.epoch);
+            }
+            !retired.deletable().is_empty()
+        };
+        if sweep_now && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let lake = self.lake.clone();
+            runtime.spawn(async move {
+                if let Err(error) = lake.sweep().await {
+                    tracing::warn!(%error, "retired Lake files are kept for the next sweep");
+                }
+            });
+        }
+    }
 }
 
 impl ParquetLake {
@@ -135,12 +197,55 @@ impl ParquetLake {
     pub fn local(root: PathBuf) -> Result<Self, LakeError> {
         std::fs::create_dir_all(&root).map_err(|source| LakeError::Io { path: root.display().to_string(), source })?;
         let store = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(Self { store: Arc::new(store), local_root: Some(root) })
+        Ok(Self { store: Arc::new(store), local_root: Some(root), retired: Mutex::default() })
     }
 
     /// Tables on any object store (an S3-compatible bucket).
     pub fn remote(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, local_root: None }
+        Self { store, local_root: None, retired: Mutex::default() }
+    }
+
+    /// Taken before a query plans its scans and held until its last batch is read.
+    pub fn read_lease(self: &Arc<Self>) -> ReadLease {
+        let mut retired = self.retired.lock().expect("retirements lock");
+        let epoch = retired.epoch;
+        *retired.readers.entry(epoch).or_default() += 1;
+        ReadLease { lake: self.clone(), epoch }
+    }
+
+    /// Takes `paths` out of their tables now and deletes them once no lease needs them.
+    async fn retire(&self, paths: impl IntoIterator<Item = String>) -> Result<(), LakeError> {
+        {
+            let mut retired = self.retired.lock().expect("retirements lock");
+            let epoch = retired.epoch;
+            for path in paths {
+                retired.pending.entry(path).or_insert(epoch);
+            }
+            retired.epoch += 1;
+        }
+        self.sweep().await
+    }
+
+    /// Deletes the retired files no lease needs. A path leaves `pending` (and so may be listed
+    /// again) only once it is gone; a failed delete is tried again at the next sweep.
+    async fn sweep(&self) -> Result<(), LakeError> {
+        let deletable = self.retired.lock().expect("retirements lock").deletable();
+        let mut first_error = None;
+        for path in deletable {
+            match self.store.delete(&ObjectPath::from(path.as_str())).await {
+                Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {
+                    self.retired.lock().expect("retirements lock").pending.remove(&path);
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), |error| Err(error.into()))
+    }
+
+    fn is_retired(&self, path: &str) -> bool {
+        self.retired.lock().expect("retirements lock").pending.contains_key(path)
     }
 
     fn sync_local(&self, path: &str) -> Result<(), LakeError> {
@@ -231,13 +336,26 @@ impl LakeTables for ParquetLake {
 
     async fn files(&self, store_id: &str, days: &DayRange) -> Result<Vec<LakeFile>, LakeError> {
         let files = self.list(&format!("{store_id}/")).await?;
-        Ok(live(files).into_iter().filter(|file| days.contains(&file.day)).collect())
+        Ok(live(files).into_iter().filter(|file| days.contains(&file.day) && !self.is_retired(&file.path)).collect())
     }
 
     async fn compact(&self, store_id: &str, day: &str, min_files: usize) -> Result<bool, LakeError> {
         let files = self.list(&format!("{store_id}/eventdate={day}/")).await?;
-        let journal_files: Vec<(LakeFile, u64, u64)> = live(files)
+        // Inputs of an earlier compaction that a crash left behind.
+        let live_files = live(files.clone());
+        let leftovers: Vec<String> = files
             .into_iter()
+            .filter(|file| {
+                matches!(origin(file_name(&file.path)), Some(Origin::Journal { .. })) && !live_files.contains(file)
+            })
+            .map(|file| file.path)
+            .collect();
+        if !leftovers.is_empty() {
+            self.retire(leftovers).await?;
+        }
+        let journal_files: Vec<(LakeFile, u64, u64)> = live_files
+            .into_iter()
+            .filter(|file| !self.is_retired(&file.path))
             .filter_map(|file| match origin(file_name(&file.path))? {
                 Origin::Journal { from, to, .. } => Some((file, from, to)),
                 Origin::Import => None,
@@ -262,30 +380,27 @@ impl LakeTables for ParquetLake {
         let Some(schema) = schema else { return Ok(false) };
         let merged = concat_batches(&schema, &batches)?;
         self.write(store_id, day, &compacted_file_name(from, to), &merged).await?;
-        for (file, _, _) in &journal_files {
-            self.store.delete(&ObjectPath::from(file.path.as_str())).await?;
-        }
+        self.retire(journal_files.into_iter().map(|(file, _, _)| file.path)).await?;
         Ok(true)
     }
 
     async fn drop_days_before(&self, store_id: &str, first_kept_day: &str) -> Result<usize, LakeError> {
-        let files = self.list(&format!("{store_id}/")).await?;
-        let mut days: Vec<&str> =
-            files.iter().filter(|f| f.day.as_str() < first_kept_day).map(|f| f.day.as_str()).collect();
-        days.dedup();
-        for file in files.iter().filter(|f| f.day.as_str() < first_kept_day) {
-            self.store.delete(&ObjectPath::from(file.path.as_str())).await?;
-        }
-        Ok(days.len())
+        let expired: Vec<LakeFile> = self
+            .list(&format!("{store_id}/"))
+            .await?
+            .into_iter()
+            .filter(|f| f.day.as_str() < first_kept_day && !self.is_retired(&f.path))
+            .collect();
+        let days: HashSet<&str> = expired.iter().map(|f| f.day.as_str()).collect();
+        let dropped = days.len();
+        self.retire(expired.into_iter().map(|f| f.path)).await?;
+        Ok(dropped)
     }
 
     async fn drop_store(&self, store_id: &str) -> Result<(), LakeError> {
         let prefix = ObjectPath::from(format!("{store_id}/"));
         let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        for object in objects {
-            self.store.delete(&object.location).await?;
-        }
-        Ok(())
+        self.retire(objects.into_iter().map(|object| object.location.to_string())).await
     }
 
     fn table(self: Arc<Self>, store_id: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
@@ -382,5 +497,74 @@ mod tests {
         let files = vec![file(&compacted_file_name(0, 20)), file(&compacted_file_name(0, 40))];
         let names: Vec<String> = live(files).into_iter().map(|f| file_name(&f.path).to_string()).collect();
         assert_eq!(names, vec![compacted_file_name(0, 40)]);
+    }
+
+    fn batch() -> RecordBatch {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap()
+    }
+
+    async fn names(lake: &ParquetLake) -> Vec<String> {
+        let files = lake.files("s", &DayRange::default()).await.unwrap();
+        files.iter().map(|f| file_name(&f.path).to_string()).collect()
+    }
+
+    async fn gone(path: &std::path::Path) -> bool {
+        for _ in 0..100 {
+            if !path.exists() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn files_a_running_query_may_read_outlive_their_table_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(ParquetLake::local(dir.path().to_path_buf()).unwrap());
+        let day = "2026-01-01";
+        for (from, to) in [(0, 10), (10, 20)] {
+            lake.write("s", day, &journal_file_name(from, to), &batch()).await.unwrap();
+        }
+        lake.write("s", "2025-12-31", &journal_file_name(20, 30), &batch()).await.unwrap();
+        let input = dir.path().join(format!("s/eventdate={day}/{}", journal_file_name(0, 10)));
+        let expired = dir.path().join(format!("s/eventdate=2025-12-31/{}", journal_file_name(20, 30)));
+
+        let query = lake.read_lease();
+        assert!(lake.compact("s", day, 2).await.unwrap());
+        assert_eq!(lake.drop_days_before("s", day).await.unwrap(), 1);
+        // Listings at once show the tables as they now are...
+        assert_eq!(names(&lake).await, vec![compacted_file_name(0, 20)]);
+        // ...while what the query may have listed is still readable.
+        assert!(input.exists() && expired.exists());
+
+        // A query that began after the retirements does not hold them back.
+        let later = lake.read_lease();
+        drop(query);
+        assert!(gone(&input).await, "a compaction's input outlived every query that could read it");
+        assert!(gone(&expired).await, "an expired day outlived every query that could read it");
+        drop(later);
+        assert_eq!(names(&lake).await, vec![compacted_file_name(0, 20)]);
+    }
+
+    #[tokio::test]
+    async fn a_compaction_finds_the_inputs_a_crash_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = ParquetLake::local(dir.path().to_path_buf()).unwrap();
+        let day = "2026-01-01";
+        // As if a crash came between a compaction's output and the deletion of its inputs.
+        for name in [journal_file_name(0, 10), journal_file_name(10, 20), compacted_file_name(0, 20)] {
+            lake.write("s", day, &name, &batch()).await.unwrap();
+        }
+        lake.write("s", day, "stray.parquet", &batch()).await.unwrap();
+        assert!(!lake.compact("s", day, 2).await.unwrap(), "one live journal file: nothing to merge");
+        let folder = dir.path().join(format!("s/eventdate={day}"));
+        let mut left: Vec<String> =
+            std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec![compacted_file_name(0, 20), "stray.parquet".to_string()]);
     }
 }
