@@ -98,7 +98,7 @@ pub fn import_file_name(import_id: &str, sequence: u64) -> String {
 }
 
 /// Whether journal range `inner` is covered by a different file's range `outer`.
-fn superseded(inner: Origin, outer: Origin) -> bool {
+fn superseded_by(inner: Origin, outer: Origin) -> bool {
     match (inner, outer) {
         (
             Origin::Journal { from: a, to: b, compacted: inner_compacted },
@@ -152,13 +152,12 @@ struct Retirements {
 impl Retirements {
     /// Paths no held lease may still read: a lease that began at epoch `e` may have listed
     /// anything retired at an epoch `>= e`.
-    fn deletable(&self) -> Vec<String> {
+    fn deletable(&self) -> impl Iterator<Item = &String> {
         let oldest_reader = self.readers.keys().next().copied();
         self.pending
             .iter()
-            .filter(|(_, retired_at)| oldest_reader.is_none_or(|oldest| **retired_at < oldest))
-            .map(|(path, _)| path.clone())
-            .collect()
+            .filter(move |(_, retired_at)| oldest_reader.is_none_or(|oldest| **retired_at < oldest))
+            .map(|(path, _)| path)
     }
 }
 
@@ -179,7 +178,7 @@ impl Drop for ReadLease {
             if *count == 0 {
                 retired.readers.remove(&self.epoch);
             }
-            !retired.deletable().is_empty()
+            retired.deletable().next().is_some()
         };
         if sweep_now && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let lake = self.lake.clone();
@@ -229,7 +228,7 @@ impl ParquetLake {
     /// Deletes the retired files no lease needs. A path leaves `pending` (and so may be listed
     /// again) only once it is gone; a failed delete is tried again at the next sweep.
     async fn sweep(&self) -> Result<(), LakeError> {
-        let deletable = self.retired.lock().expect("retirements lock").deletable();
+        let deletable: Vec<String> = self.retired.lock().expect("retirements lock").deletable().cloned().collect();
         let mut first_error = None;
         for path in deletable {
             match self.store.delete(&ObjectPath::from(path.as_str())).await {
@@ -244,8 +243,11 @@ impl ParquetLake {
         first_error.map_or(Ok(()), |error| Err(error.into()))
     }
 
-    fn is_retired(&self, path: &str) -> bool {
-        self.retired.lock().expect("retirements lock").pending.contains_key(path)
+    /// `files` less the retired ones.
+    fn unretired(&self, mut files: Vec<LakeFile>) -> Vec<LakeFile> {
+        let retired = self.retired.lock().expect("retirements lock");
+        files.retain(|file| !retired.pending.contains_key(&file.path));
+        files
     }
 
     fn sync_local(&self, path: &str) -> Result<(), LakeError> {
@@ -280,19 +282,23 @@ fn file_name(path: &str) -> &str {
 
 /// Leaves out files whose rows a compaction also holds.
 fn live(files: Vec<LakeFile>) -> Vec<LakeFile> {
+    split_superseded(files).0
+}
+
+/// Splits a listing into its live files and the journal files a compaction superseded (files
+/// of no known origin are in neither).
+fn split_superseded(files: Vec<LakeFile>) -> (Vec<LakeFile>, Vec<LakeFile>) {
     let origins: Vec<Option<Origin>> = files.iter().map(|f| origin(file_name(&f.path))).collect();
-    files
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| {
-            let Some(inner) = origins[*index] else { return false };
-            !origins
-                .iter()
-                .enumerate()
-                .any(|(other, outer)| other != *index && outer.is_some_and(|o| superseded(inner, o)))
-        })
-        .map(|(_, file)| file)
-        .collect()
+    let (mut live, mut superseded) = (Vec::new(), Vec::new());
+    for (index, file) in files.into_iter().enumerate() {
+        let Some(inner) = origins[index] else { continue };
+        let covered = origins
+            .iter()
+            .enumerate()
+            .any(|(other, outer)| other != index && outer.is_some_and(|o| superseded_by(inner, o)));
+        if covered { superseded.push(file) } else { live.push(file) }
+    }
+    (live, superseded)
 }
 
 /// Sorts a batch by `eventtime` so each row group covers a narrow time span.
@@ -336,26 +342,21 @@ impl LakeTables for ParquetLake {
 
     async fn files(&self, store_id: &str, days: &DayRange) -> Result<Vec<LakeFile>, LakeError> {
         let files = self.list(&format!("{store_id}/")).await?;
-        Ok(live(files).into_iter().filter(|file| days.contains(&file.day) && !self.is_retired(&file.path)).collect())
+        let mut files = live(files);
+        files.retain(|file| days.contains(&file.day));
+        Ok(self.unretired(files))
     }
 
     async fn compact(&self, store_id: &str, day: &str, min_files: usize) -> Result<bool, LakeError> {
         let files = self.list(&format!("{store_id}/eventdate={day}/")).await?;
+        let (live_files, leftovers) = split_superseded(files);
         // Inputs of an earlier compaction that a crash left behind.
-        let live_files = live(files.clone());
-        let leftovers: Vec<String> = files
-            .into_iter()
-            .filter(|file| {
-                matches!(origin(file_name(&file.path)), Some(Origin::Journal { .. })) && !live_files.contains(file)
-            })
-            .map(|file| file.path)
-            .collect();
         if !leftovers.is_empty() {
-            self.retire(leftovers).await?;
+            self.retire(leftovers.into_iter().map(|file| file.path)).await?;
         }
-        let journal_files: Vec<(LakeFile, u64, u64)> = live_files
+        let journal_files: Vec<(LakeFile, u64, u64)> = self
+            .unretired(live_files)
             .into_iter()
-            .filter(|file| !self.is_retired(&file.path))
             .filter_map(|file| match origin(file_name(&file.path))? {
                 Origin::Journal { from, to, .. } => Some((file, from, to)),
                 Origin::Import => None,
@@ -385,12 +386,8 @@ impl LakeTables for ParquetLake {
     }
 
     async fn drop_days_before(&self, store_id: &str, first_kept_day: &str) -> Result<usize, LakeError> {
-        let expired: Vec<LakeFile> = self
-            .list(&format!("{store_id}/"))
-            .await?
-            .into_iter()
-            .filter(|f| f.day.as_str() < first_kept_day && !self.is_retired(&f.path))
-            .collect();
+        let mut expired = self.unretired(self.list(&format!("{store_id}/")).await?);
+        expired.retain(|f| f.day.as_str() < first_kept_day);
         let days: HashSet<&str> = expired.iter().map(|f| f.day.as_str()).collect();
         let dropped = days.len();
         self.retire(expired.into_iter().map(|f| f.path)).await?;
