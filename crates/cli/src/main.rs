@@ -2,6 +2,7 @@
 
 mod client;
 mod import;
+mod insights;
 mod journal;
 mod lookup;
 mod put_events;
@@ -94,6 +95,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Verify (`check`) or repair the journal of a stopped server's data directory.
     Journal(journal::JournalArgs),
+    /// CloudTrail Insights of a running OpenTrail: `list` the insights, `show` one with its
+    /// metric series as a chart and its attributions.
+    Insights(insights::InsightsArgs),
 }
 
 /// Crates that log requests, headers, presigned query strings or computed signatures below
@@ -156,6 +160,7 @@ fn main() -> Result<()> {
         Command::Import(args) => runtime.block_on(import::run(args)),
         Command::RotateMasterKey(args) => rotate_master_key::run(args),
         Command::Status(args) => status::run(args),
+        Command::Insights(args) => insights::run(args),
         Command::Journal(args) => {
             if !journal::run(args)? {
                 std::process::exit(1);

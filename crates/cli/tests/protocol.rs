@@ -48,7 +48,7 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
         ("CreateTrail", r#"{"Name": "t-x"}"#, 400, "ValidationException"),
         ("LookupEvents", r#"{"MaxResults": "ten"}"#, 400, "SerializationException"),
         ("NoSuchOperation", "{}", 400, "UnknownOperationException"),
-        ("ListInsightsData", "{}", 400, "UnsupportedOperationException"),
+        ("CreateDashboard", "{}", 400, "UnsupportedOperationException"),
         ("CreateEventDataStore", r#"{"Name":"x"}"#, 400, "InvalidParameterException"),
     ];
     for (operation, body, status, error_type) in cases {

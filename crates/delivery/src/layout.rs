@@ -23,17 +23,43 @@ pub fn unique_suffix(seed: &str) -> String {
     Sha256::digest(seed.as_bytes()).iter().take(16).map(|byte| BASE62[*byte as usize % 62] as char).collect()
 }
 
-/// `[prefix/]AWSLogs/<acct>/CloudTrail/<region>/<yyyy>/<mm>/<dd>/<acct>_CloudTrail_<region>_<yyyymmddThhmmZ>_<unique>.json.gz`
+/// The kinds of log file a trail writes. Each has its own folder, and a file holds records of
+/// one kind only: consumers (and Lake imports) read `CloudTrail/` as events and must never find
+/// an Insights record there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogKind {
+    /// Management, data and network activity events.
+    Events,
+    /// Insights events (unusual API call or error rates).
+    Insights,
+}
+
+impl LogKind {
+    pub const ALL: [LogKind; 2] = [LogKind::Events, LogKind::Insights];
+
+    /// The folder under `AWSLogs/<acct>/`, which is also the kind's part of the file name.
+    pub fn folder(self) -> &'static str {
+        match self {
+            LogKind::Events => "CloudTrail",
+            LogKind::Insights => "CloudTrail-Insight",
+        }
+    }
+}
+
+/// `[prefix/]AWSLogs/<acct>/<folder>/<region>/<yyyy>/<mm>/<dd>/<acct>_<folder>_<region>_<yyyymmddThhmmZ>_<unique>.json.gz`,
+/// where `<folder>` is `CloudTrail` for events and `CloudTrail-Insight` for Insights events.
 pub fn log_file_key(
     prefix: Option<&str>,
     account: &str,
+    kind: LogKind,
     region: &str,
     delivered: DateTime<Utc>,
     unique: &str,
 ) -> String {
-    let folder = region_folder(prefix, account, "CloudTrail", region);
+    let name = kind.folder();
+    let folder = region_folder(prefix, account, name, region);
     format!(
-        "{folder}{}/{account}_CloudTrail_{region}_{}_{unique}.json.gz",
+        "{folder}{}/{account}_{name}_{region}_{}_{unique}.json.gz",
         delivered.format("%Y/%m/%d"),
         delivered.format("%Y%m%dT%H%MZ")
     )
@@ -74,7 +100,7 @@ mod tests {
     #[test]
     fn log_keys_match_cloudtrails_pattern() {
         let time = Utc.with_ymd_and_hms(2015, 8, 1, 2, 10, 33).unwrap();
-        let key = log_file_key(None, "111122223333", "us-east-2", time, &unique_suffix("x"));
+        let key = log_file_key(None, "111122223333", LogKind::Events, "us-east-2", time, &unique_suffix("x"));
         assert!(key.starts_with(
             "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/01/111122223333_CloudTrail_us-east-2_20150801T0210Z_"
         ));
@@ -82,8 +108,19 @@ mod tests {
         assert!(unique.chars().all(|c| c.is_ascii_alphanumeric()), "{unique}");
         assert_eq!(unique_suffix("x"), unique_suffix("x"));
         assert_ne!(unique_suffix("x"), unique_suffix("y"));
-        let prefixed = log_file_key(Some("team/"), "111122223333", "us-east-2", time, "u");
+        let prefixed = log_file_key(Some("team/"), "111122223333", LogKind::Events, "us-east-2", time, "u");
         assert!(prefixed.starts_with("team/AWSLogs/"));
+    }
+
+    #[test]
+    fn insights_keys_match_cloudtrails_pattern() {
+        let time = Utc.with_ymd_and_hms(2019, 10, 15, 21, 14, 5).unwrap();
+        let key = log_file_key(Some("team"), "123456789012", LogKind::Insights, "us-east-1", time, "Mu0KsOhtH1ar15ZZ");
+        assert_eq!(
+            key,
+            "team/AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2019/10/15/\
+             123456789012_CloudTrail-Insight_us-east-1_20191015T2114Z_Mu0KsOhtH1ar15ZZ.json.gz"
+        );
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! validator that checks them (shared by `opentrail validate-logs`).
 //!
 //! The [`DeliveryWorker`] is a journal consumer per logging trail. It selects the events the
-//! trail's selectors choose, writes them as gzip log files in CloudTrail's key layout, and, with
-//! log file validation on, writes a digest per Region and interval that lists those files with
-//! their SHA-256, chained to the previous digest and signed with the Region's RSA key.
+//! trail's selectors choose (and the Insights events its Insights selectors choose), writes them
+//! as gzip log files in CloudTrail's key layout (Insights events in files of their own, under
+//! `CloudTrail-Insight/`), and, with log file validation on, writes a digest per Region and
+//! interval that lists those files with their SHA-256, chained to the previous digest and signed
+//! with the Region's RSA key.
 //!
 //! Invariants:
 //! - Every event a trail selects is in exactly one of its log files: batches are planned, then

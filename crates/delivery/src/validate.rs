@@ -4,6 +4,10 @@
 //! digest's signature and location and each listed log file's SHA-256. Beyond the aws CLI it
 //! also reports digests missing between two that survive (two or more deleted in a row, which
 //! the CLI passes over), and log files in the bucket that no digest lists (added files).
+//!
+//! A digest's `logFiles` may list Insights files (`CloudTrail-Insight/`) as well as log files:
+//! each entry is checked by its bucket, key and hash alone, as the aws CLI checks it, and added
+//! files are looked for in both folders.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -15,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use opentrail_model::record::format_event_time;
 
 use crate::digest::{DigestDocument, signing_string, verify_signature};
-use crate::layout::{digest_key, digest_key_time, region_folder};
+use crate::layout::{LogKind, digest_key, digest_key_time, region_folder};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -296,7 +300,8 @@ pub async fn validate(
     Ok(report)
 }
 
-/// Log files in the covered span that no digest lists: added to the bucket after the fact.
+/// Log and Insights files in the covered span that no digest lists: added to the bucket after
+/// the fact.
 async fn find_unlisted_logs(
     source: &dyn ObjectSource,
     target: &ValidationTarget,
@@ -306,27 +311,29 @@ async fn find_unlisted_logs(
     widest_window: Duration,
     report: &mut Report,
 ) -> Result<(), SourceError> {
-    let folder = region_folder(target.prefix.as_deref(), &target.account, "CloudTrail", &target.region);
-    let marker = format!("{folder}{}", (oldest - Duration::days(1)).format("%Y/%m/%d"));
     // A file delivered in the newest digest's window may not be digested yet; anything older
     // must be in a digest.
     let covered_until = newest - widest_window;
-    for key in source.list(&target.bucket, &folder, &marker).await? {
-        let Some(stamp) = key.rsplit('_').nth(1) else { continue };
-        let Ok(delivered) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%MZ") else { continue };
-        let delivered = delivered.and_utc();
-        if delivered > newest {
-            break;
-        }
-        if delivered >= oldest
-            && delivered + Duration::minutes(1) <= covered_until
-            && !referenced.contains(&(target.bucket.clone(), key.clone()))
-        {
-            report.findings.push(Finding::Invalid {
-                kind: FileKind::Log,
-                url: url(&target.bucket, &key),
-                reason: "not listed in any digest file".into(),
-            });
+    for kind in LogKind::ALL {
+        let folder = region_folder(target.prefix.as_deref(), &target.account, kind.folder(), &target.region);
+        let marker = format!("{folder}{}", (oldest - Duration::days(1)).format("%Y/%m/%d"));
+        for key in source.list(&target.bucket, &folder, &marker).await? {
+            let Some(stamp) = key.rsplit('_').nth(1) else { continue };
+            let Ok(delivered) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%MZ") else { continue };
+            let delivered = delivered.and_utc();
+            if delivered > newest {
+                break;
+            }
+            if delivered >= oldest
+                && delivered + Duration::minutes(1) <= covered_until
+                && !referenced.contains(&(target.bucket.clone(), key.clone()))
+            {
+                report.findings.push(Finding::Invalid {
+                    kind: FileKind::Log,
+                    url: url(&target.bucket, &key),
+                    reason: "not listed in any digest file".into(),
+                });
+            }
         }
     }
     Ok(())

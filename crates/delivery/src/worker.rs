@@ -23,6 +23,11 @@
 //!   unique part, a digest ends one second later), so the chain goes on and still lists exactly
 //!   what was delivered.
 //! - Only Regions CloudTrail has get log files and digest chains.
+//!
+//! Insights records (which the Insights detector appends to the journal) are delivered by the
+//! same batches: a batch writes, per Region, one file of events (`CloudTrail/`) and one of
+//! Insights events (`CloudTrail-Insight/`), each only when it has records. Both kinds are
+//! listed in the Region's digest, so Insights files are as verifiable as log files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -43,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::digest::{DigestDocument, DigestLogFile, HASH_ALGORITHM, SIGNATURE_ALGORITHM, sign_digest, time_bounds};
-use crate::layout::{digest_key, log_file_key, unique_suffix};
+use crate::layout::{LogKind, digest_key, log_file_key, unique_suffix};
 use crate::logfile::build_log_file;
 use crate::{DeliveryError, DeliverySettings, Destinations, SigningKeys, notify::Notifier};
 
@@ -61,8 +66,8 @@ pub struct BatchPlan {
     pub from: Position,
     pub to: Position,
     pub delivered_ms: i64,
-    /// Regions whose log file key was found taken by another object, with how many times: the
-    /// file's unique part then also derives from this count.
+    /// Files whose key was found taken by another object (by [`file_name_in_plan`]), with how
+    /// many times: the file's unique part then also derives from this count.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub renamed: BTreeMap<String, u32>,
 }
@@ -206,27 +211,49 @@ fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// Whether a trail delivers this record (account, Region, selectors). Insights events go to
-/// their own files, not to log files.
-fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> bool {
+/// Which of the trail's files a record goes to, if any. Only records of the trail's account and
+/// of a Region it covers; then events by the event selectors, and Insights events by the
+/// Insights selectors alone. Insights records never pass through event selectors: they are not
+/// calls the trail logs but CloudTrail's analysis of them, and they have no eventName,
+/// eventSource or readOnly at the top level for a selector to match.
+fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> Option<LogKind> {
     if account != trail.account.as_str() || !(trail.is_multi_region_trail || region == trail.home_region.as_str()) {
-        return false;
+        return None;
     }
     // A Region CloudTrail does not have would open a digest chain nobody can ever validate.
     if !is_cloudtrail_region(region) {
-        return false;
+        return None;
     }
-    if record.get("eventCategory").and_then(Value::as_str) == Some("Insight") {
-        return false;
+    // Read after the cheap checks above, which turn away most records of other trails.
+    if record.as_object().is_some_and(|map| RecordView::from_map(map).is_insight()) {
+        let insight_type = record.pointer("/insightDetails/insightType").and_then(Value::as_str)?;
+        let wanted =
+            trail.insight_selectors.iter().any(|selector| selector.insight_type.as_deref() == Some(insight_type));
+        return wanted.then_some(LogKind::Insights);
     }
-    match &trail.advanced_event_selectors {
+    let selected = match &trail.advanced_event_selectors {
         Some(advanced) => advanced_selects(advanced, record),
         None => basic_selects(&trail.effective_event_selectors(), record),
-    }
+    };
+    selected.then_some(LogKind::Events)
 }
 
-/// Selected records by Region, as (JSON bytes, event time).
-type SelectedRecords = BTreeMap<String, Vec<(Vec<u8>, Option<DateTime<Utc>>)>>;
+/// Selected records by Region and kind of file, as (JSON bytes, event time). Ordered by Region
+/// first, so a Region's files are listed together in its digest.
+type SelectedRecords = BTreeMap<(String, LogKind), Vec<(Vec<u8>, Option<DateTime<Utc>>)>>;
+
+/// The name a batch's file for one Region and kind goes by in its plan's `renamed` and in the
+/// seed of its unique part. Events files keep the Region alone, as every file had before
+/// Insights files existed: a plan stored by an earlier version is retried under the names it
+/// was planned with. Insights files are `CloudTrail-Insight/<region>`, which no Region name
+/// equals (Region names have no `/`).
+fn file_name_in_plan(region: &str, kind: LogKind) -> String {
+    debug_assert!(!region.contains('/'), "Region names have no '/': {region}");
+    match kind {
+        LogKind::Events => region.to_owned(),
+        LogKind::Insights => format!("{}/{region}", kind.folder()),
+    }
+}
 
 /// Reads the journal from `from` until `limit` or until about `budget` bytes are read, and
 /// returns what the trail selects there with the position reached. Planning passes the batch
@@ -255,9 +282,9 @@ fn select_range(
             read += entry.payload.len();
             let Ok((account, region, json)) = split_envelope(&entry.payload) else { continue };
             let Ok(record) = serde_json::from_slice::<Value>(json) else { continue };
-            if trail_selects(trail, account.as_str(), region.as_str(), &record) {
+            if let Some(kind) = trail_selects(trail, account.as_str(), region.as_str(), &record) {
                 let time = RecordView::from_json(json).ok().and_then(|view| view.event_time());
-                selected.entry(region.as_str().to_owned()).or_default().push((json.to_vec(), time));
+                selected.entry((region.as_str().to_owned(), kind)).or_default().push((json.to_vec(), time));
             }
         }
         position = batch.next.min(limit);
@@ -485,14 +512,16 @@ impl DeliveryWorker {
         let destination = self.destinations.destination(&trail.s3_bucket_name);
         let delivered = ms_to_time(plan.delivered_ms);
         let arn = trail.arn();
-        let mut written: Vec<(String, DigestLogFile)> = Vec::new();
-        for (region, records) in &selected {
+        let mut written: Vec<(String, LogKind, DigestLogFile)> = Vec::new();
+        for ((region, kind), records) in &selected {
             let file = build_log_file(records.iter().map(|(json, time)| (json.as_slice(), *time)));
-            let unique = match plan.renamed.get(region) {
-                None => unique_suffix(&format!("{arn}|{region}|{}", plan.from)),
-                Some(renamed) => unique_suffix(&format!("{arn}|{region}|{}|{renamed}", plan.from)),
+            let name = file_name_in_plan(region, *kind);
+            let unique = match plan.renamed.get(&name) {
+                None => unique_suffix(&format!("{arn}|{name}|{}", plan.from)),
+                Some(renamed) => unique_suffix(&format!("{arn}|{name}|{}|{renamed}", plan.from)),
             };
-            let key = log_file_key(trail.s3_key_prefix.as_deref(), trail.account.as_str(), region, delivered, &unique);
+            let prefix = trail.s3_key_prefix.as_deref();
+            let key = log_file_key(prefix, trail.account.as_str(), *kind, region, delivered, &unique);
             match destination.put_new(&key, Bytes::from(file.gzipped), &Vec::new()).await {
                 Ok(()) => {}
                 Err(BucketError::AlreadyExists(_)) => {
@@ -502,7 +531,7 @@ impl DeliveryWorker {
                         "a log file's key holds another object; the file takes a new name"
                     );
                     let mut renamed = plan.clone();
-                    *renamed.renamed.entry(region.clone()).or_default() += 1;
+                    *renamed.renamed.entry(name).or_default() += 1;
                     state.batch_plan = Some(renamed);
                     let error = DeliveryError::ObjectExists { bucket: trail.s3_bucket_name.clone(), key };
                     return Err(self.failed(trail, state, false, error).await);
@@ -517,7 +546,7 @@ impl DeliveryWorker {
                 newest_event_time: file.newest_event_time.map(format_event_time),
                 oldest_event_time: file.oldest_event_time.map(format_event_time),
             };
-            written.push((region.clone(), entry));
+            written.push((region.clone(), *kind, entry));
         }
         state.cursor = plan.to;
         state.batch_plan = None;
@@ -529,7 +558,8 @@ impl DeliveryWorker {
         state.status.latest_delivery_attempt_succeeded = Some(true);
         state.status.latest_delivery_error = None;
         if trail.log_file_validation_enabled {
-            for (region, entry) in &written {
+            // Insights files join their Region's chain like log files: one digest lists both.
+            for (region, _, entry) in &written {
                 let window_start_ms = state.last_flush_ms;
                 let chain = state.chains.entry(region.clone()).or_insert_with(|| Chain {
                     window_start_ms,
@@ -541,11 +571,13 @@ impl DeliveryWorker {
         }
         self.save(&arn, state).await?;
         if let Some(topic) = &trail.sns_topic_name {
-            let mut keys_by_region = BTreeMap::<&str, Vec<String>>::new();
-            for (region, entry) in &written {
-                keys_by_region.entry(region).or_default().push(entry.s3_object.clone());
+            // One notification per Region and kind, so a subscriber that fetches every key it
+            // is sent as events never gets an Insights file in the same message.
+            let mut keys_by_file = BTreeMap::<(&str, LogKind), Vec<String>>::new();
+            for (region, kind, entry) in &written {
+                keys_by_file.entry((region, *kind)).or_default().push(entry.s3_object.clone());
             }
-            for (region, keys) in keys_by_region {
+            for ((region, _), keys) in keys_by_file {
                 self.notifier.notify(&arn, topic, region, trail.account.as_str(), &trail.s3_bucket_name, keys);
             }
         }
@@ -741,13 +773,17 @@ impl Consumer for DeliveryWorker {
 }
 
 #[cfg(test)]
+mod insights_tests;
+
+#[cfg(test)]
 mod tests {
     use opentrail_control::{SqliteStore, TrailChange};
+    use opentrail_model::selectors::{EventSelector, InsightSelector};
     use opentrail_model::{AccountId, Region};
 
     use super::*;
 
-    fn trail(name: &str) -> Trail {
+    pub(super) fn trail(name: &str) -> Trail {
         Trail {
             name: name.into(),
             account: AccountId::parse("123456789012").unwrap(),
@@ -781,11 +817,87 @@ mod tests {
         let record = serde_json::json!({"eventName": "ListTrails", "readOnly": true, "eventCategory": "Management",
             "managementEvent": true, "eventSource": "cloudtrail.amazonaws.com"});
         for region in opentrail_model::regions::CLOUDTRAIL_REGIONS {
-            assert!(trail_selects(&trail, "123456789012", region, &record), "{region}");
+            assert_eq!(trail_selects(&trail, "123456789012", region, &record), Some(LogKind::Events), "{region}");
         }
         for fake in ["us-east-9", "sagov-westsouth-1r", "xx-north-1"] {
-            assert!(!trail_selects(&trail, "123456789012", fake, &record), "{fake}");
+            assert_eq!(trail_selects(&trail, "123456789012", fake, &record), None, "{fake}");
         }
+    }
+
+    fn insight_selector(insight_type: &str) -> InsightSelector {
+        InsightSelector { insight_type: Some(insight_type.into()), event_categories: None }
+    }
+
+    #[test]
+    fn insights_records_are_chosen_by_insights_selectors_alone() {
+        let insight = serde_json::json!({"eventVersion": "1.07", "eventTime": "2019-10-15T21:13:00Z",
+            "awsRegion": "us-east-1", "eventID": "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7",
+            "eventType": "AwsCloudTrailInsight", "recipientAccountId": "123456789012",
+            "sharedEventID": "EXAMPLE8-02b2-4e93-9aab-08ed47ea5fd3",
+            "insightDetails": {"state": "Start", "eventSource": "autoscaling.amazonaws.com",
+                "eventName": "CompleteLifecycleAction", "insightType": "ApiCallRateInsight",
+                "insightContext": {"statistics": {"baseline": {"average": 0.0000882145},
+                    "insight": {"average": 0.6}, "insightDuration": 5, "baselineDuration": 11336}}},
+            "eventCategory": "Insight"});
+        let event = serde_json::json!({"eventName": "CreateTrail", "readOnly": false, "eventCategory": "Management",
+            "managementEvent": true, "eventSource": "cloudtrail.amazonaws.com"});
+        let (account, home) = ("123456789012", "us-east-1");
+
+        let mut plain = trail("plain");
+        plain.is_multi_region_trail = false;
+        assert_eq!(trail_selects(&plain, account, home, &insight), None, "no Insights selectors");
+        assert_eq!(trail_selects(&plain, account, home, &event), Some(LogKind::Events));
+
+        let mut calls = plain.clone();
+        calls.insight_selectors = vec![insight_selector("ApiCallRateInsight")];
+        assert_eq!(trail_selects(&calls, account, home, &insight), Some(LogKind::Insights));
+        assert_eq!(trail_selects(&calls, account, home, &event), Some(LogKind::Events));
+        assert_eq!(trail_selects(&calls, "210987654321", home, &insight), None, "another account's");
+        assert_eq!(trail_selects(&calls, account, "eu-west-1", &insight), None, "another Region's");
+        let mut everywhere = calls.clone();
+        everywhere.is_multi_region_trail = true;
+        assert_eq!(trail_selects(&everywhere, account, "eu-west-1", &insight), Some(LogKind::Insights));
+        assert_eq!(trail_selects(&everywhere, account, "us-east-9", &insight), None, "not a CloudTrail Region");
+
+        // Event selectors neither let Insights through nor keep them out.
+        let mut no_events = calls.clone();
+        no_events.event_selectors = Some(vec![EventSelector {
+            read_write_type: Some("ReadOnly".into()),
+            include_management_events: Some(false),
+            data_resources: None,
+            exclude_management_event_sources: None,
+        }]);
+        assert_eq!(trail_selects(&no_events, account, home, &event), None);
+        assert_eq!(trail_selects(&no_events, account, home, &insight), Some(LogKind::Insights));
+
+        let mut errors = plain.clone();
+        errors.insight_selectors = vec![insight_selector("ApiErrorRateInsight")];
+        assert_eq!(trail_selects(&errors, account, home, &insight), None, "another Insights type");
+        let mut error_insight = insight.clone();
+        error_insight["insightDetails"]["insightType"] = "ApiErrorRateInsight".into();
+        error_insight["insightDetails"]["errorCode"] = "ThrottlingException".into();
+        assert_eq!(trail_selects(&errors, account, home, &error_insight), Some(LogKind::Insights));
+        assert_eq!(trail_selects(&calls, account, home, &error_insight), None);
+
+        // An Insights record is known by its type as well as its category, and one without a
+        // type is nobody's.
+        let mut typed_only = insight.clone();
+        typed_only.as_object_mut().unwrap().remove("eventCategory");
+        assert_eq!(trail_selects(&calls, account, home, &typed_only), Some(LogKind::Insights));
+        assert_eq!(trail_selects(&plain, account, home, &typed_only), None);
+        let mut untyped = insight.clone();
+        untyped["insightDetails"].as_object_mut().unwrap().remove("insightType");
+        assert_eq!(trail_selects(&calls, account, home, &untyped), None);
+    }
+
+    #[test]
+    fn events_files_keep_their_names_in_plans_and_insights_files_have_their_own() {
+        assert_eq!(file_name_in_plan("us-east-1", LogKind::Events), "us-east-1");
+        assert_eq!(file_name_in_plan("us-east-1", LogKind::Insights), "CloudTrail-Insight/us-east-1");
+        // A plan stored before Insights files existed names its renamed files by Region.
+        let stored = r#"{"from":1,"to":9,"delivered_ms":5,"renamed":{"eu-west-1":2}}"#;
+        let plan: BatchPlan = serde_json::from_str(stored).unwrap();
+        assert_eq!(plan.renamed.get(&file_name_in_plan("eu-west-1", LogKind::Events)), Some(&2));
     }
 
     #[test]

@@ -93,10 +93,24 @@ impl Routing {
                 })
                 .collect();
         }
+        let insight_type = opentrail_model::lake::is_insight_record(record)
+            .then(|| record.pointer("/insightDetails/insightType").and_then(Value::as_str));
         self.stores
             .iter()
             .filter(|store| store.account == entry.account && store.takes(position, &entry.region, record))
+            .filter(|store| insight_type.is_none_or(|kind| self.is_insights_destination(store, kind)))
             .collect()
+    }
+
+    /// Whether a source store of the account sends Insights of `kind` to `destination` (an
+    /// Insights store holds its sources' insights, not every insight of its account).
+    fn is_insights_destination(&self, destination: &EventDataStore, kind: Option<&str>) -> bool {
+        let arn = destination.arn();
+        self.stores.iter().any(|source| {
+            source.account == destination.account
+                && source.insights_destination.as_deref().is_some_and(|to| to == arn || to == destination.id)
+                && source.insight_selectors.iter().any(|selector| selector.insight_type.as_deref() == kind)
+        })
     }
 }
 
@@ -228,4 +242,163 @@ fn read_span(
         position = batch.next;
     }
     Ok((entries, position.min(bound)))
+}
+
+#[cfg(test)]
+mod tests {
+    use opentrail_control::{LakeChange, LakeDocument, SqliteStore};
+    use opentrail_journal::{LocalJournal, LocalJournalOptions};
+    use opentrail_model::lake::{
+        EXTENDABLE_RETENTION_PRICING, IngestionWindow, StoreStatus, default_store_selectors, event_data_store_arn,
+    };
+    use opentrail_model::selectors::{AdvancedEventSelector, AdvancedFieldSelector, InsightSelector};
+    use opentrail_model::{AccountId, Region};
+    use serde_json::json;
+
+    use super::*;
+    use crate::QueryEngine;
+    use crate::sql::bridge;
+
+    const SOURCE_ID: &str = "0b2c0d4e-1111-4222-8333-444455556666";
+    const INSIGHTS_ID: &str = "0b2c0d4e-7777-4888-8999-aaaabbbbcccc";
+
+    fn store(id: &str, selectors: Vec<AdvancedEventSelector>) -> EventDataStore {
+        EventDataStore {
+            id: id.into(),
+            account: AccountId::parse("123456789012").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+            name: id.into(),
+            status: StoreStatus::Enabled,
+            advanced_event_selectors: selectors,
+            multi_region_enabled: true,
+            organization_enabled: false,
+            retention_period_days: 3653,
+            termination_protection_enabled: false,
+            billing_mode: EXTENDABLE_RETENTION_PRICING.into(),
+            kms_key_id: None,
+            tags: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            deleted_ms: None,
+            ingestion: vec![IngestionWindow { from: 0, to: None }],
+            insight_selectors: Vec::new(),
+            insights_destination: None,
+        }
+    }
+
+    /// The CloudTrail User Guide's `ApiCallRateInsight` Start event, as CloudTrail writes it
+    /// (no top-level eventName, eventSource, userIdentity or userAgent).
+    fn insight_record() -> Value {
+        json!({
+            "eventVersion": "1.07",
+            "eventTime": "2019-10-15T21:13:00Z",
+            "awsRegion": "us-east-1",
+            "eventID": "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7",
+            "eventType": "AwsCloudTrailInsight",
+            "recipientAccountId": "123456789012",
+            "sharedEventID": "EXAMPLE8-02b2-4e93-9aab-08ed47ea5fd3",
+            "insightDetails": {
+                "state": "Start",
+                "eventSource": "autoscaling.amazonaws.com",
+                "eventName": "CompleteLifecycleAction",
+                "insightType": "ApiCallRateInsight",
+                "insightContext": {
+                    "statistics": {
+                        "baseline": {"average": 0.0000882145},
+                        "insight": {"average": 0.6},
+                        "insightDuration": 5,
+                        "baselineDuration": 11336
+                    },
+                    "attributions": [
+                        {"attribute": "userIdentityArn",
+                         "insight": [{"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole1", "average": 0.2},
+                                     {"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole2", "average": 0.2},
+                                     {"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole3", "average": 0.2}],
+                         "baseline": [{"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole1", "average": 0.0000882145}]},
+                        {"attribute": "userAgent",
+                         "insight": [{"value": "codedeploy.amazonaws.com", "average": 0.6}],
+                         "baseline": [{"value": "codedeploy.amazonaws.com", "average": 0.0000882145}]},
+                        {"attribute": "errorCode",
+                         "insight": [{"value": "null", "average": 0.6}],
+                         "baseline": [{"value": "null", "average": 0.0000882145}]}
+                    ]
+                }
+            },
+            "eventCategory": "Insight"
+        })
+    }
+
+    async fn query(
+        tables: &Arc<ParquetLake>,
+        store_id: &str,
+        category: StoreCategory,
+        sql: &str,
+    ) -> Vec<Vec<Option<String>>> {
+        let bridged = bridge(sql, |name| (name == store_id).then(|| store_id.to_string())).unwrap();
+        let engine = QueryEngine::new(tables.clone());
+        let planned = engine.plan(&bridged, &[(store_id.to_string(), category)]).await.unwrap();
+        engine.execute(planned).await.unwrap().rows
+    }
+
+    #[tokio::test]
+    async fn insights_events_land_in_the_insights_store_and_read_back_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(LocalJournal::open(dir.path().join("journal"), LocalJournalOptions::default()).unwrap());
+        let control = Arc::new(SqliteStore::open(&dir.path().join("control.sqlite")).unwrap());
+        let tables = Arc::new(ParquetLake::local(dir.path().join("lake")).unwrap());
+        let account = AccountId::parse("123456789012").unwrap();
+        let region = Region::parse("us-east-1").unwrap();
+        let insights = store(
+            INSIGHTS_ID,
+            vec![AdvancedEventSelector {
+                name: None,
+                field_selectors: vec![AdvancedFieldSelector {
+                    field: "eventCategory".into(),
+                    equals: Some(vec!["Insight".into()]),
+                    ..AdvancedFieldSelector::default()
+                }],
+            }],
+        );
+        let mut source = store(SOURCE_ID, default_store_selectors());
+        source.insight_selectors =
+            vec![InsightSelector { insight_type: Some("ApiCallRateInsight".into()), event_categories: None }];
+        source.insights_destination = Some(event_data_store_arn(&region, &account, INSIGHTS_ID));
+        let changes = [&source, &insights]
+            .iter()
+            .map(|s| {
+                let document = serde_json::to_string(s).unwrap();
+                LakeChange::Put(LakeDocument { kind: LakeKind::EventDataStore, id: s.id.clone(), document })
+            })
+            .collect::<Vec<_>>();
+        control.apply_lake_changes(&account, 0, &changes).unwrap();
+
+        let management = json!({
+            "eventVersion": "1.08", "eventTime": "2019-10-15T21:12:00Z", "eventSource": "autoscaling.amazonaws.com",
+            "eventName": "CompleteLifecycleAction", "eventCategory": "Management", "managementEvent": true,
+            "readOnly": false, "eventID": "m1", "awsRegion": "us-east-1", "userIdentity": {"type": "IAMUser"}
+        });
+        let entries = [management, insight_record()]
+            .into_iter()
+            .map(|record| EventRecord::new(account.clone(), region.clone(), record).unwrap().encode())
+            .collect();
+        journal.append(entries).await.unwrap();
+        let writer = LakeWriter::new(control.clone(), journal.clone(), tables.clone());
+        assert!(writer.round().await.unwrap());
+
+        let sql = format!(
+            "SELECT insightDetails['state'], element_at(insightDetails, 'insightType'), \
+             insightDetails['eventName'], json_extract_scalar(insightDetails['insightContext'], \
+             '$.statistics.baselineDuration'), eventName, userIdentity.arn, eventID FROM {INSIGHTS_ID}"
+        );
+        let rows = query(&tables, INSIGHTS_ID, StoreCategory::Insight, &sql).await;
+        let text = |values: &[&str]| values.iter().map(|v| Some(v.to_string())).collect::<Vec<_>>();
+        let mut expected = text(&["Start", "ApiCallRateInsight", "CompleteLifecycleAction", "11336"]);
+        expected.extend([None, None, Some("EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7".into())]);
+        assert_eq!(rows, vec![expected], "the Insights store holds the Insights event only");
+
+        let source_rows =
+            query(&tables, SOURCE_ID, StoreCategory::CloudTrailEvents, &format!("SELECT eventID FROM {SOURCE_ID}"))
+                .await;
+        assert_eq!(source_rows, vec![text(&["m1"])], "the management store holds no Insights event");
+    }
 }

@@ -38,6 +38,8 @@ fn fixture() -> Fixture {
         advanced_event_selectors: default_store_selectors(),
         multi_region_enabled: true,
         organization_enabled: false,
+        insight_selectors: Vec::new(),
+        insights_destination: None,
         retention_period_days: 366,
         termination_protection_enabled: false,
         billing_mode: EXTENDABLE_RETENTION_PRICING.into(),

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::selectors::{AdvancedEventSelector, AdvancedFieldSelector, advanced_selects};
+use crate::selectors::{AdvancedEventSelector, AdvancedFieldSelector, InsightSelector, advanced_selects};
 use crate::{AccountId, Region, Tag};
 
 /// Days a deleted event data store can still be restored.
@@ -89,6 +89,15 @@ pub struct EventDataStore {
     pub deleted_ms: Option<i64>,
     /// Which journal spans this store takes events from (ingestion started and stopped).
     pub ingestion: Vec<IngestionWindow>,
+    /// On a source store (CloudTrail management events): the Insights it has enabled
+    /// (`PutInsightSelectors`); empty when Insights are off. Defaulted so that documents
+    /// stored before Insights existed still load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insight_selectors: Vec<InsightSelector>,
+    /// On a source store with Insights enabled: the ARN of the store (of category `Insight`)
+    /// that receives its Insights events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insights_destination: Option<String>,
 }
 
 pub fn event_data_store_arn(region: &Region, account: &AccountId, id: &str) -> String {
@@ -136,12 +145,39 @@ impl EventDataStore {
     }
 
     /// Whether the store takes the record at journal `position`, filed under `region`.
+    ///
+    /// Insights events go to stores of category `Insight` only, and those take nothing else:
+    /// an Insights record is told apart by `eventType` as well as by `eventCategory`, because a
+    /// record without `eventCategory` would otherwise read as a management event.
     pub fn takes(&self, position: u64, region: &Region, record: &Value) -> bool {
-        self.status != StoreStatus::PendingDeletion
-            && self.category() == StoreCategory::CloudTrailEvents
+        let family_matches = match self.category() {
+            StoreCategory::CloudTrailEvents => !is_insight_record(record),
+            StoreCategory::Insight => is_insight_record(record),
+            StoreCategory::ActivityAuditLog | StoreCategory::Other => false,
+        };
+        family_matches
+            && self.status != StoreStatus::PendingDeletion
             && self.ingestion.iter().any(|w| position >= w.from && w.to.is_none_or(|to| position < to))
             && (self.multi_region_enabled || region == &self.region)
-            && advanced_selects(&self.advanced_event_selectors, record)
+            && (self.category() == StoreCategory::Insight || advanced_selects(&self.advanced_event_selectors, record))
+    }
+
+    /// Whether the store's selectors take management events (of either kind, or write events
+    /// only when `write` is set): what a source of Insights needs (`ApiErrorRateInsight` counts
+    /// every management call, `ApiCallRateInsight` write calls).
+    pub fn logs_management_events(&self, write: bool) -> bool {
+        self.category() == StoreCategory::CloudTrailEvents
+            && self.advanced_event_selectors.iter().any(|selector| {
+                let equals = |name: &str, value: &str| {
+                    selector
+                        .field_selectors
+                        .iter()
+                        .find(|f| f.field == name)
+                        .map(|f| f.equals.iter().flatten().any(|v| v == value))
+                };
+                equals("eventCategory", "Management") == Some(true)
+                    && (!write || equals("readOnly", "false") != Some(false))
+            })
     }
 
     /// Whether events at `position` fall into an ingestion window (for channel events).
@@ -149,6 +185,13 @@ impl EventDataStore {
         self.status != StoreStatus::PendingDeletion
             && self.ingestion.iter().any(|w| position >= w.from && w.to.is_none_or(|to| position < to))
     }
+}
+
+/// Whether a record is an Insights event (`eventType` `AwsCloudTrailInsight` or
+/// `eventCategory` `Insight`).
+pub fn is_insight_record(record: &Value) -> bool {
+    record.get("eventType").and_then(Value::as_str) == Some("AwsCloudTrailInsight")
+        || record.get("eventCategory").and_then(Value::as_str) == Some("Insight")
 }
 
 /// The store family the selectors' `eventCategory` values name.
@@ -357,7 +400,100 @@ mod tests {
             updated_ms: 0,
             deleted_ms: None,
             ingestion: vec![IngestionWindow { from: 100, to: Some(200) }, IngestionWindow { from: 300, to: None }],
+            insight_selectors: Vec::new(),
+            insights_destination: None,
         }
+    }
+
+    fn insight_store() -> EventDataStore {
+        store(vec![AdvancedEventSelector {
+            name: Some("Insights events".into()),
+            field_selectors: vec![AdvancedFieldSelector {
+                field: "eventCategory".into(),
+                equals: Some(vec!["Insight".into()]),
+                ..AdvancedFieldSelector::default()
+            }],
+        }])
+    }
+
+    fn insight_record() -> Value {
+        json!({"eventVersion": "1.08", "eventTime": "2019-10-15T21:13:00Z", "eventType": "AwsCloudTrailInsight",
+               "eventCategory": "Insight", "eventID": "i1",
+               "insightDetails": {"state": "Start", "eventSource": "autoscaling.amazonaws.com",
+                                  "eventName": "CompleteLifecycleAction", "insightType": "ApiCallRateInsight"}})
+    }
+
+    #[test]
+    fn insights_go_to_insight_stores_only() {
+        let home = Region::parse("us-east-1").unwrap();
+        let insights = insight_store();
+        assert_eq!(insights.category(), StoreCategory::Insight);
+        assert!(insights.takes(300, &home, &insight_record()));
+        assert!(!insights.takes(250, &home, &insight_record()), "ingestion was stopped");
+        let management = json!({"eventCategory": "Management", "eventName": "CreateTrail"});
+        assert!(!insights.takes(300, &home, &management), "an Insight store takes nothing else");
+        // An Insights record without eventCategory is still one (and not a management event).
+        let mut uncategorised = insight_record();
+        uncategorised.as_object_mut().unwrap().remove("eventCategory");
+        assert!(insights.takes(300, &home, &uncategorised));
+        let management_store = store(default_store_selectors());
+        assert!(!management_store.takes(300, &home, &insight_record()));
+        assert!(!management_store.takes(300, &home, &uncategorised));
+        assert!(management_store.takes(300, &home, &management));
+    }
+
+    #[test]
+    fn which_stores_log_management_and_write_events() {
+        let management = store(default_store_selectors());
+        assert!(management.logs_management_events(false) && management.logs_management_events(true));
+        let read_only = store(vec![AdvancedEventSelector {
+            name: None,
+            field_selectors: vec![
+                AdvancedFieldSelector {
+                    field: "eventCategory".into(),
+                    equals: Some(vec!["Management".into()]),
+                    ..AdvancedFieldSelector::default()
+                },
+                AdvancedFieldSelector {
+                    field: "readOnly".into(),
+                    equals: Some(vec!["true".into()]),
+                    ..AdvancedFieldSelector::default()
+                },
+            ],
+        }]);
+        assert!(read_only.logs_management_events(false));
+        assert!(!read_only.logs_management_events(true), "read-only calls only");
+        let data = store(vec![AdvancedEventSelector {
+            name: None,
+            field_selectors: vec![
+                AdvancedFieldSelector {
+                    field: "eventCategory".into(),
+                    equals: Some(vec!["Data".into()]),
+                    ..AdvancedFieldSelector::default()
+                },
+                AdvancedFieldSelector {
+                    field: "resources.type".into(),
+                    equals: Some(vec!["AWS::S3::Object".into()]),
+                    ..AdvancedFieldSelector::default()
+                },
+            ],
+        }]);
+        assert!(!data.logs_management_events(false));
+        assert!(!insight_store().logs_management_events(false));
+    }
+
+    #[test]
+    fn documents_stored_before_insights_still_load() {
+        let mut document = serde_json::to_value(store(default_store_selectors())).unwrap();
+        assert!(document.get("insight_selectors").is_none(), "empty selectors are left out");
+        assert!(document.get("insights_destination").is_none());
+        let loaded: EventDataStore = serde_json::from_value(document.clone()).unwrap();
+        assert!(loaded.insight_selectors.is_empty() && loaded.insights_destination.is_none());
+        document["insight_selectors"] = json!([{"InsightType": "ApiCallRateInsight"}]);
+        document["insights_destination"] = json!(insight_store().arn());
+        let loaded: EventDataStore = serde_json::from_value(document).unwrap();
+        assert_eq!(loaded.insight_selectors[0].insight_type.as_deref(), Some("ApiCallRateInsight"));
+        assert_eq!(loaded.insights_destination, Some(insight_store().arn()));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum RecordError {
     BadEventTime,
     #[error("the record has no eventName")]
     NoEventName,
+    /// An Insights record names the API it is about inside `insightDetails`, not at the top.
+    #[error("the Insights record has no insightDetails.eventName")]
+    NoInsightEventName,
     #[error("malformed journal entry: {0}")]
     BadEnvelope(&'static str),
 }
@@ -80,14 +83,18 @@ const ENVELOPE_VERSION: u8 = 1;
 
 impl EventRecord {
     /// Wraps a record, checking the fields every consumer relies on. Events from outside AWS
-    /// (`ActivityAuditLog`) carry their name inside `eventData`.
+    /// (`ActivityAuditLog`) carry their name inside `eventData`, Insights events inside
+    /// `insightDetails` (they have no top-level eventName, eventSource or userIdentity).
     pub fn new(account: AccountId, region: Region, record: Value) -> Result<Self, RecordError> {
         let Value::Object(record) = record else { return Err(RecordError::NotAnObject) };
         let view = RecordView::from_map(&record);
         view.event_time().ok_or(RecordError::BadEventTime)?;
-        let activity = view.event_category.get() == Some("ActivityAuditLog");
-        if !activity {
-            view.event_name().ok_or(RecordError::NoEventName)?;
+        if view.event_category.get() != Some("ActivityAuditLog") {
+            if view.is_insight() {
+                view.insight().and_then(InsightDetailsView::event_name).ok_or(RecordError::NoInsightEventName)?;
+            } else {
+                view.event_name().ok_or(RecordError::NoEventName)?;
+            }
         }
         Ok(Self { account, region, record })
     }
@@ -205,6 +212,52 @@ pub struct IdentityView<'a> {
     pub access_key_id: Text<'a>,
 }
 
+/// The `insightDetails` of an Insights record: which API the unusual activity is about.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InsightDetailsView<'a> {
+    #[serde(borrow)]
+    pub state: Text<'a>,
+    #[serde(borrow, rename = "eventSource")]
+    pub event_source: Text<'a>,
+    #[serde(borrow, rename = "eventName")]
+    pub event_name: Text<'a>,
+    #[serde(borrow, rename = "insightType")]
+    pub insight_type: Text<'a>,
+    /// Only on `ApiErrorRateInsight` records: the error code whose rate is unusual.
+    #[serde(borrow, rename = "errorCode")]
+    pub error_code: Text<'a>,
+}
+
+impl InsightDetailsView<'_> {
+    /// `Start` or `End`.
+    pub fn state(&self) -> Option<&str> {
+        non_empty(&self.state)
+    }
+
+    pub fn event_source(&self) -> Option<&str> {
+        non_empty(&self.event_source)
+    }
+
+    pub fn event_name(&self) -> Option<&str> {
+        non_empty(&self.event_name)
+    }
+
+    /// `ApiCallRateInsight` or `ApiErrorRateInsight`.
+    pub fn insight_type(&self) -> Option<&str> {
+        non_empty(&self.insight_type)
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        non_empty(&self.error_code)
+    }
+}
+
+/// A text field's value, with the empty string read as absent (producers write `""` for "none").
+fn non_empty<'t>(text: &'t Text<'_>) -> Option<&'t str> {
+    text.get().filter(|value| !value.is_empty())
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ResourceView<'a> {
@@ -226,9 +279,9 @@ impl ResourceView<'_> {
     }
 }
 
-/// The fields of a record that Event History reads, borrowed from its JSON without building
-/// the rest: the indexer parses a record this way from the journal bytes, about four times
-/// faster than a full parse.
+/// The fields of a record that Event History (and the Insights detector) reads, borrowed from
+/// its JSON without building the rest: the indexer parses a record this way from the journal
+/// bytes, about four times faster than a full parse.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RecordView<'a> {
@@ -248,10 +301,16 @@ pub struct RecordView<'a> {
     pub management_event: Text<'a>,
     #[serde(borrow, rename = "readOnly")]
     pub read_only: Text<'a>,
+    #[serde(borrow, rename = "errorCode")]
+    pub error_code: Text<'a>,
+    #[serde(borrow, rename = "userAgent")]
+    pub user_agent: Text<'a>,
     #[serde(borrow, rename = "userIdentity", deserialize_with = "object_or_none")]
     pub user_identity: Option<IdentityView<'a>>,
     #[serde(borrow, deserialize_with = "objects_or_empty")]
     pub resources: Vec<ResourceView<'a>>,
+    #[serde(borrow, rename = "insightDetails", deserialize_with = "object_or_none")]
+    pub insight_details: Option<InsightDetailsView<'a>>,
 }
 
 /// A JSON object read as `T`; any other JSON value reads as nothing.
@@ -284,7 +343,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOrNothing<T> {
     }
 }
 
-fn object_or_none<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Option<IdentityView<'a>>, D::Error> {
+fn object_or_none<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
     Ok(ObjectOrNothing::deserialize(deserializer)?.0)
 }
 
@@ -339,12 +398,35 @@ impl<'a> RecordView<'a> {
         self.event_id.get()
     }
 
+    /// The top-level `eventName` only (an Insights record has its name in [`Self::insight`]).
     pub fn event_name(&self) -> Option<&str> {
         self.event_name.get()
     }
 
+    /// The top-level `eventSource` only (an Insights record has its source in [`Self::insight`]).
     pub fn event_source(&self) -> Option<&str> {
         self.event_source.get()
+    }
+
+    /// The call's error code. CloudTrail writes none on success, but producers also write
+    /// `null` or `""`; all three mean the call succeeded.
+    pub fn error_code(&self) -> Option<&str> {
+        non_empty(&self.error_code)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        non_empty(&self.user_agent)
+    }
+
+    /// `userIdentity.arn`, the caller Insights attributions name (`userIdentityArn`).
+    pub fn user_arn(&self) -> Option<&str> {
+        non_empty(&self.user_identity.as_ref()?.arn)
+    }
+
+    /// The `insightDetails` of an Insights record; `None` for every other record, even one that
+    /// happens to carry a field of that name.
+    pub fn insight(&self) -> Option<&InsightDetailsView<'_>> {
+        if self.is_insight() { self.insight_details.as_ref() } else { None }
     }
 
     pub fn access_key_id(&self) -> Option<&str> {
@@ -395,10 +477,20 @@ impl<'a> RecordView<'a> {
             }
         };
         push(LookupAttribute::EventId, self.event_id.get());
-        push(LookupAttribute::EventName, self.event_name.get());
+        // An Insights event is found by the API it is about (LookupEvents with
+        // EventCategory=insight and EventName=CompleteLifecycleAction).
+        match self.insight() {
+            Some(insight) => {
+                push(LookupAttribute::EventName, insight.event_name());
+                push(LookupAttribute::EventSource, insight.event_source());
+            }
+            None => {
+                push(LookupAttribute::EventName, self.event_name.get());
+                push(LookupAttribute::EventSource, self.event_source.get());
+            }
+        }
         push(LookupAttribute::ReadOnly, self.read_only());
         push(LookupAttribute::Username, self.username().as_deref());
-        push(LookupAttribute::EventSource, self.event_source.get());
         push(LookupAttribute::AccessKeyId, self.access_key_id());
         for resource in &self.resources {
             push(LookupAttribute::ResourceType, resource.resource_type.as_deref());
@@ -527,6 +619,134 @@ mod tests {
         let not_an_array = RecordView::from_json(br#"{"resources": {"type": "T"}, "userIdentity": [1]}"#).unwrap();
         assert!(not_an_array.resources.is_empty() && not_an_array.user_identity.is_none());
         assert!(RecordView::from_json(b"{not json").is_err());
+    }
+
+    /// A real Insights record (the CloudTrail User Guide's `ApiCallRateInsight` Start event).
+    fn insight_json() -> Value {
+        json!({
+            "eventVersion": "1.07",
+            "eventTime": "2019-10-15T21:13:00Z",
+            "awsRegion": "us-east-1",
+            "eventID": "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7",
+            "eventType": "AwsCloudTrailInsight",
+            "recipientAccountId": "123456789012",
+            "sharedEventID": "EXAMPLE8-02b2-4e93-9aab-08ed47ea5fd3",
+            "insightDetails": {
+                "state": "Start",
+                "eventSource": "autoscaling.amazonaws.com",
+                "eventName": "CompleteLifecycleAction",
+                "insightType": "ApiCallRateInsight",
+                "insightContext": {
+                    "statistics": {"baseline": {"average": 0.0000882145}, "insight": {"average": 0.6},
+                                   "insightDuration": 5, "baselineDuration": 11336},
+                    "attributions": [
+                        {"attribute": "userIdentityArn",
+                         "insight": [{"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole1", "average": 0.2}],
+                         "baseline": [{"value": "arn:aws:sts::012345678901:assumed-role/CodeDeployRole1", "average": 0.0000882145}]},
+                        {"attribute": "errorCode", "insight": [{"value": "null", "average": 0.6}],
+                         "baseline": [{"value": "null", "average": 0.0000882145}]}
+                    ]
+                }
+            },
+            "eventCategory": "Insight"
+        })
+    }
+
+    fn wrap(record: Value) -> Result<EventRecord, RecordError> {
+        EventRecord::new(AccountId::parse("123456789012").unwrap(), Region::parse("us-east-1").unwrap(), record)
+    }
+
+    #[test]
+    fn insights_records_are_named_by_their_insight_details() {
+        let record = wrap(insight_json()).unwrap();
+        let view = record.view();
+        assert!(view.is_insight());
+        assert_eq!(view.event_name(), None, "event_name is the top-level field only");
+        assert_eq!(view.event_source(), None);
+        let insight = view.insight().unwrap();
+        assert_eq!(insight.state(), Some("Start"));
+        assert_eq!(insight.event_source(), Some("autoscaling.amazonaws.com"));
+        assert_eq!(insight.event_name(), Some("CompleteLifecycleAction"));
+        assert_eq!(insight.insight_type(), Some("ApiCallRateInsight"));
+        assert_eq!(insight.error_code(), None, "only ApiErrorRateInsight records name an error code");
+        assert_eq!(view.user_arn(), None);
+        assert_eq!(view.user_agent(), None);
+
+        let mut errors = insight_json();
+        errors["insightDetails"]["insightType"] = json!("ApiErrorRateInsight");
+        errors["insightDetails"]["errorCode"] = json!("AccessDenied");
+        let errors = wrap(errors).unwrap();
+        assert_eq!(errors.view().insight().unwrap().error_code(), Some("AccessDenied"));
+
+        // Either marker makes a record an Insights record (older records lack eventCategory).
+        let mut by_type = insight_json();
+        by_type.as_object_mut().unwrap().remove("eventCategory");
+        assert!(wrap(by_type).unwrap().view().insight().is_some());
+        let mut by_category = insight_json();
+        by_category.as_object_mut().unwrap().remove("eventType");
+        assert!(wrap(by_category).unwrap().view().insight().is_some());
+    }
+
+    #[test]
+    fn an_insights_record_needs_the_name_of_its_api() {
+        let mut nameless = insight_json();
+        nameless["insightDetails"].as_object_mut().unwrap().remove("eventName");
+        assert_eq!(wrap(nameless), Err(RecordError::NoInsightEventName));
+        let mut no_details = insight_json();
+        no_details.as_object_mut().unwrap().remove("insightDetails");
+        assert_eq!(wrap(no_details), Err(RecordError::NoInsightEventName));
+        // A top-level eventName does not stand in for the Insights one.
+        let mut top_level = insight_json();
+        top_level["eventName"] = json!("CompleteLifecycleAction");
+        top_level["insightDetails"] = json!("not an object");
+        assert_eq!(wrap(top_level), Err(RecordError::NoInsightEventName));
+        // Outside events keep their exemption.
+        let activity = json!({"eventTime": "2024-03-01T10:00:00Z", "eventCategory": "ActivityAuditLog"});
+        assert!(wrap(activity).is_ok());
+        assert_eq!(wrap(json!({"eventTime": "2024-03-01T10:00:00Z"})), Err(RecordError::NoEventName));
+    }
+
+    #[test]
+    fn insights_events_are_looked_up_by_the_api_they_are_about() {
+        let record = wrap(insight_json()).unwrap();
+        let keys = record.view().lookup_keys();
+        assert_eq!(
+            keys,
+            vec![
+                (LookupAttribute::EventId, "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7".to_owned()),
+                (LookupAttribute::EventName, "CompleteLifecycleAction".to_owned()),
+                (LookupAttribute::EventSource, "autoscaling.amazonaws.com".to_owned()),
+            ]
+        );
+        let json = serde_json::to_vec(&record.record).unwrap();
+        assert_eq!(RecordView::from_json(&json).unwrap().lookup_keys(), keys);
+        // insightDetails on a record that is not an Insights record is just an odd field.
+        let mut odd = sample();
+        odd.record.insert("insightDetails".into(), json!({"eventName": "Other"}));
+        assert!(odd.view().insight().is_none());
+        assert!(odd.view().lookup_keys().contains(&(LookupAttribute::EventName, "CreateBucket".to_owned())));
+    }
+
+    #[test]
+    fn error_code_user_agent_and_caller_arn() {
+        let view = RecordView::from_json(
+            br#"{"errorCode": "AccessDenied", "userAgent": "aws-cli/2.15",
+                 "userIdentity": {"arn": "arn:aws:iam::123456789012:user/bob"}}"#,
+        )
+        .unwrap();
+        assert_eq!(view.error_code(), Some("AccessDenied"));
+        assert_eq!(view.user_agent(), Some("aws-cli/2.15"));
+        assert_eq!(view.user_arn(), Some("arn:aws:iam::123456789012:user/bob"));
+        // No error: absent, JSON null or empty.
+        for no_error in [&br#"{}"#[..], br#"{"errorCode": null}"#, br#"{"errorCode": ""}"#, br#"{"errorCode": {}}"#] {
+            assert_eq!(RecordView::from_json(no_error).unwrap().error_code(), None);
+        }
+        // The fields borrow from the JSON text: reading them allocates nothing.
+        assert!(matches!(view.error_code.0, Some(Cow::Borrowed(_))));
+        assert!(matches!(view.user_identity.as_ref().unwrap().arn.0, Some(Cow::Borrowed(_))));
+        let sample = sample();
+        assert_eq!(sample.view().user_arn(), Some("arn:aws:sts::123456789012:assumed-role/Admin/jane"));
+        assert_eq!(sample.view().error_code(), None);
     }
 
     #[test]

@@ -282,6 +282,9 @@ fn operator_lists(field: &AdvancedFieldSelector) -> [Option<&Vec<String>>; 6] {
     ]
 }
 
+/// Event data store categories whose selectors may name no field but `eventCategory`.
+const SINGLE_FIELD_CATEGORIES: [&str; 4] = ["Insight", "ConfigurationItem", "Evidence", "ActivityAuditLog"];
+
 fn validate_selector_fields(selector: &AdvancedEventSelector, target: SelectorTarget) -> Result<(), SelectorError> {
     let field = |name: &str| selector.field_selectors.iter().find(|f| f.field == name);
     let Some(category) = field("eventCategory") else {
@@ -296,6 +299,16 @@ fn validate_selector_fields(selector: &AdvancedEventSelector, target: SelectorTa
     };
     if let Some(bad) = categories.iter().find(|c| !allowed.contains(&c.as_str())) {
         return invalid(format!("Invalid eventCategory {bad}: use one of {}.", allowed.join(", ")));
+    }
+    // Stores of Insights events, Config items, Audit Manager evidence and outside events hold
+    // one kind of record each, chosen by eventCategory alone (as CloudTrail documents).
+    if let Some(only) = categories.iter().find(|c| SINGLE_FIELD_CATEGORIES.contains(&c.as_str())) {
+        if categories.len() != 1 {
+            return invalid(format!("eventCategory {only} cannot be combined with other event categories."));
+        }
+        if selector.field_selectors.len() != 1 {
+            return invalid(format!("For eventCategory {only}, the only supported field is eventCategory."));
+        }
     }
     let is_data = categories.iter().any(|c| c == "Data");
     let is_management = categories.iter().any(|c| c == "Management");
@@ -567,6 +580,26 @@ mod tests {
         };
         assert!(validate_advanced(std::slice::from_ref(&selector), SelectorTarget::Trail).is_err());
         assert!(validate_advanced(&[selector], SelectorTarget::EventDataStore).is_ok());
+    }
+
+    #[test]
+    fn an_insights_store_selects_by_event_category_alone() {
+        let insight = AdvancedEventSelector { name: None, field_selectors: vec![field("eventCategory", &["Insight"])] };
+        assert!(validate_advanced(std::slice::from_ref(&insight), SelectorTarget::EventDataStore).is_ok());
+        assert!(validate_advanced(std::slice::from_ref(&insight), SelectorTarget::Trail).is_err());
+        let mixed = AdvancedEventSelector {
+            name: None,
+            field_selectors: vec![field("eventCategory", &["Insight", "Management"])],
+        };
+        assert!(validate_advanced(&[mixed], SelectorTarget::EventDataStore).is_err());
+        let narrowed = AdvancedEventSelector {
+            name: None,
+            field_selectors: vec![field("eventCategory", &["Insight"]), field("eventName", &["CreateTrail"])],
+        };
+        assert!(validate_advanced(&[narrowed], SelectorTarget::EventDataStore).is_err());
+        let outside =
+            AdvancedEventSelector { name: None, field_selectors: vec![field("eventCategory", &["ActivityAuditLog"])] };
+        assert!(validate_advanced(&[outside], SelectorTarget::EventDataStore).is_ok());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Area {
     EventHistory,
     /// CloudTrail Lake: event data stores, queries, channels, resource policies, imports.
     Lake,
+    /// Insights: the events and metric series the Insights consumer keeps.
+    Insights,
 }
 
 macro_rules! operations {
@@ -156,10 +158,11 @@ operations! {
         ListImports(ListImportsInput), Read, Lake;
         StopImport(ImportIdInput), Write, Lake;
         ListImportFailures(ImportIdInput), Read, Lake;
+        // Insights.
+        ListInsightsData(ListInsightsDataInput), Read, Insights;
+        ListInsightsMetricData(ListInsightsMetricDataInput), Read, Insights;
     }
     unsupported {
-        ListInsightsData, Read;
-        ListInsightsMetricData, Read;
         GenerateQuery, Write;
         SearchSampleQueries, Write;
         CreateDashboard, Write;
@@ -211,6 +214,8 @@ impl Request {
     pub fn validate_without_state(&self) -> ServiceResult<()> {
         match self {
             Self::LookupEvents(input) => input.criteria(chrono::Utc::now()).map(drop),
+            Self::ListInsightsData(input) => input.criteria().map(drop),
+            Self::ListInsightsMetricData(input) => input.criteria().map(drop),
             _ => Ok(()),
         }
     }
@@ -240,7 +245,7 @@ mod tests {
         for operation in Operation::ALL {
             assert_eq!(Operation::from_name(operation.name()), Some(*operation));
         }
-        assert_eq!(Operation::ALL.iter().filter(|operation| operation.is_implemented()).count(), 44);
+        assert_eq!(Operation::ALL.iter().filter(|operation| operation.is_implemented()).count(), 46);
     }
 
     /// The declared `readOnly` values are the ones the records had when they were guessed from

@@ -95,6 +95,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub buckets: BucketsConfig,
+    /// The Insights detector's parameters (`[insights]`; see the `opentrail-insights` crate).
+    #[serde(default)]
+    pub insights: opentrail_insights::InsightParams,
 }
 
 /// The local bucket store (`[buckets]`).
@@ -186,6 +189,8 @@ pub struct ServiceOptions {
     pub lake_bucket: Option<LakeBucket>,
     /// The local bucket store's operator choices (`[buckets]`).
     pub bucket_store: opentrail_buckets::StoreOptions,
+    /// The Insights detector's parameters (`[insights]`).
+    pub insights: opentrail_insights::InsightParams,
 }
 
 impl Config {
@@ -208,6 +213,7 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("lake bucket {bucket:?} is not one of remote_buckets")));
             }
         };
+        self.insights.validate().map_err(|error| ConfigError::Invalid(error.to_string()))?;
         Ok(ServiceOptions {
             remote_buckets: self.remote_buckets.clone(),
             notification_targets: self.notification_targets.clone(),
@@ -216,6 +222,7 @@ impl Config {
             bucket_store: opentrail_buckets::StoreOptions {
                 allow_overwriting_delivered_files: self.buckets.allow_overwriting_delivered_files,
             },
+            insights: self.insights.clone(),
         })
     }
 }
@@ -251,6 +258,7 @@ impl Config {
             extra_regions: Vec::new(),
             limits: LimitsConfig::default(),
             buckets: BucketsConfig::default(),
+            insights: Default::default(),
         }
     }
 

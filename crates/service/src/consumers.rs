@@ -10,6 +10,7 @@ use opentrail_consumer::{Consumers, RetentionError, RetentionReport, Status};
 use opentrail_control::{LakeChange, LakeKind};
 use opentrail_delivery::DeliveryWorker;
 use opentrail_history::HistoryIndex;
+use opentrail_insights::InsightsConsumer;
 use opentrail_journal::{Journal, Position};
 use opentrail_lake::LakeWriter;
 use opentrail_model::AccountId;
@@ -19,18 +20,20 @@ use serde_json::{Value, json};
 use crate::{OpenTrail, ServiceError, iso_time, lake, lookup};
 
 /// Every journal consumer, registered here and nowhere else: supervision, retention and status
-/// cover exactly this list. A new consumer (Insights, alarms) is one more `register` line.
+/// cover exactly this list. A new consumer (alarms) is one more `register` line.
 pub(crate) fn register(
     journal: Arc<dyn Journal>,
     history: &Arc<HistoryIndex>,
     worker: &Arc<DeliveryWorker>,
     lake_writer: &Arc<LakeWriter>,
+    insights: &Arc<InsightsConsumer>,
 ) -> Consumers {
     Consumers::new(journal)
         .with_record_time(Arc::new(record_time))
         .register(history.clone())
         .register(worker.clone())
         .register(lake_writer.clone())
+        .register(insights.clone())
 }
 
 /// A journal record's `eventTime`, for the age of a consumer's oldest unconsumed record.

@@ -67,8 +67,15 @@ impl OpenTrail {
             R::GetEventSelectors(input) => {
                 self.run_trails(caller, recorder, none(), move |ops| ops.get_event_selectors(input)).await
             }
+            // Without TrailName the call names an event data store (Insights on a Lake source).
+            R::PutInsightSelectors(input) if input.trail_name.is_none() => {
+                self.run_lake(caller, recorder, none(), move |ops| ops.put_insight_selectors(input)).await
+            }
             R::PutInsightSelectors(input) => {
                 self.run_trails(caller, recorder, none(), move |ops| ops.put_insight_selectors(input)).await
+            }
+            R::GetInsightSelectors(input) if input.trail_name.is_none() => {
+                self.run_lake(caller, recorder, none(), move |ops| ops.get_insight_selectors(input)).await
             }
             R::GetInsightSelectors(input) => {
                 self.run_trails(caller, recorder, none(), move |ops| ops.get_insight_selectors(input)).await
@@ -142,6 +149,8 @@ impl OpenTrail {
             R::ListImportFailures(input) => {
                 self.run_lake(caller, recorder, none(), move |ops| ops.list_import_failures(input)).await
             }
+            R::ListInsightsData(input) => (self.list_insights_data(caller, input).await, Vec::new()),
+            R::ListInsightsMetricData(input) => (self.list_insights_metric_data(caller, input).await, Vec::new()),
         }
     }
 

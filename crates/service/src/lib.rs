@@ -22,6 +22,7 @@ mod consumers;
 mod delivery;
 mod dispatch;
 pub mod error;
+mod insights;
 mod lake;
 mod lookup;
 mod open;
@@ -65,6 +66,8 @@ pub struct OpenTrail {
     lake_writer: Arc<LakeWriter>,
     lake_tables: Arc<ParquetLake>,
     queries: Arc<QueryService>,
+    /// The Insights consumer's store: cursor, snapshot, metric series.
+    insight_store: Arc<opentrail_insights::InsightStore>,
     /// Every journal consumer (see `consumers::register`), supervised and retained for.
     consumers: Arc<opentrail_consumer::Consumers>,
     pub credentials: Credentials,

@@ -51,6 +51,10 @@ pub fn invalid_token() -> ServiceError {
 }
 
 /// The `Event` shape of a LookupEvents response. `CloudTrailEvent` is the stored JSON itself.
+///
+/// An Insights event is about another API's call rate: its EventName and EventSource are that
+/// API's (from `insightDetails`), and it has no caller, access key, read-only flag or resources
+/// of its own, so those are left out (Resources is empty), as CloudTrail answers.
 pub fn event_shape(found: &FoundEvent) -> Value {
     let view = found.view();
     let mut event = serde_json::Map::new();
@@ -60,26 +64,32 @@ pub fn event_shape(found: &FoundEvent) -> Value {
         }
     };
     put("EventId", view.event_id().map(|v| json!(v)));
-    put("EventName", view.event_name().map(|v| json!(v)));
-    put("ReadOnly", view.read_only().map(|v| json!(v)));
-    put("AccessKeyId", view.access_key_id().map(|v| json!(v)));
     put("EventTime", view.event_time().map(|t| json!(t.timestamp())));
-    put("EventSource", view.event_source().map(|v| json!(v)));
-    put("Username", view.username().map(|v| json!(v)));
-    let resources: Vec<Value> = view
-        .resources
-        .iter()
-        .map(|resource| {
-            let mut shape = serde_json::Map::new();
-            if let Some(resource_type) = &resource.resource_type {
-                shape.insert("ResourceType".into(), json!(resource_type));
-            }
-            if let Some(resource_name) = resource.name() {
-                shape.insert("ResourceName".into(), json!(resource_name));
-            }
-            Value::Object(shape)
-        })
-        .collect();
+    let resources: Vec<Value> = if view.is_insight() {
+        let insight = view.insight();
+        put("EventName", insight.and_then(|i| i.event_name()).map(|v| json!(v)));
+        put("EventSource", insight.and_then(|i| i.event_source()).map(|v| json!(v)));
+        Vec::new()
+    } else {
+        put("EventName", view.event_name().map(|v| json!(v)));
+        put("ReadOnly", view.read_only().map(|v| json!(v)));
+        put("AccessKeyId", view.access_key_id().map(|v| json!(v)));
+        put("EventSource", view.event_source().map(|v| json!(v)));
+        put("Username", view.username().map(|v| json!(v)));
+        view.resources
+            .iter()
+            .map(|resource| {
+                let mut shape = serde_json::Map::new();
+                if let Some(resource_type) = &resource.resource_type {
+                    shape.insert("ResourceType".into(), json!(resource_type));
+                }
+                if let Some(resource_name) = resource.name() {
+                    shape.insert("ResourceName".into(), json!(resource_name));
+                }
+                Value::Object(shape)
+            })
+            .collect()
+    };
     put("Resources", Some(json!(resources)));
     put("CloudTrailEvent", Some(json!(String::from_utf8_lossy(&found.json))));
     Value::Object(event)
@@ -109,5 +119,67 @@ impl OpenTrail {
             output["NextToken"] = json!(next.encode());
         }
         Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentrail_model::{AccountId, Region};
+
+    use super::*;
+
+    fn found(record: Value) -> FoundEvent {
+        FoundEvent {
+            account: AccountId::parse("123456789012").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+            json: serde_json::to_vec(&record).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_insights_event_is_named_after_the_api_it_is_about() {
+        let record = json!({
+            "eventVersion": "1.07", "eventTime": "2019-10-15T21:13:00Z", "awsRegion": "us-east-1",
+            "eventID": "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7", "eventType": "AwsCloudTrailInsight",
+            "recipientAccountId": "123456789012", "sharedEventID": "EXAMPLE8-02b2-4e93-9aab-08ed47ea5fd3",
+            "insightDetails": {"state": "Start", "eventSource": "autoscaling.amazonaws.com",
+                               "eventName": "CompleteLifecycleAction", "insightType": "ApiCallRateInsight",
+                               "insightContext": {"statistics": {"baseline": {"average": 0.0000882145},
+                                                                 "insight": {"average": 0.6}, "insightDuration": 5}}},
+            "eventCategory": "Insight"
+        });
+        let found = found(record);
+        let shape = event_shape(&found);
+        assert_eq!(
+            shape,
+            json!({
+                "EventId": "EXAMPLE-9b6f-45f8-bc6b-9b41c052ebc7",
+                "EventName": "CompleteLifecycleAction",
+                "EventSource": "autoscaling.amazonaws.com",
+                "EventTime": 1_571_173_980,
+                "Resources": [],
+                "CloudTrailEvent": String::from_utf8(found.json.clone()).unwrap(),
+            })
+        );
+    }
+
+    #[test]
+    fn an_api_call_keeps_its_caller_and_resources() {
+        let record = json!({
+            "eventVersion": "1.08", "eventTime": "2024-03-01T10:00:00Z", "eventSource": "s3.amazonaws.com",
+            "eventName": "CreateBucket", "readOnly": false, "eventID": "e1",
+            "userIdentity": {"type": "IAMUser", "userName": "bob", "accessKeyId": "AKIAEXAMPLE"},
+            "resources": [{"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::my-bucket"}]
+        });
+        let shape = event_shape(&found(record));
+        assert_eq!(shape["EventName"], "CreateBucket");
+        assert_eq!(shape["EventSource"], "s3.amazonaws.com");
+        assert_eq!(shape["Username"], "bob");
+        assert_eq!(shape["AccessKeyId"], "AKIAEXAMPLE");
+        assert_eq!(shape["ReadOnly"], "false");
+        assert_eq!(
+            shape["Resources"],
+            json!([{"ResourceType": "AWS::S3::Bucket", "ResourceName": "arn:aws:s3:::my-bucket"}])
+        );
     }
 }

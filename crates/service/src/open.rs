@@ -11,6 +11,7 @@ use opentrail_buckets::{BucketError, LocalBuckets};
 use opentrail_control::{ControlStore, SqliteStore, StoreError};
 use opentrail_delivery::{DeliveryWorker, Destinations, MasterKey, Notifier, SigningKeys};
 use opentrail_history::{HistoryError, HistoryIndex};
+use opentrail_insights::{InsightStore, InsightsConsumer};
 use opentrail_journal::{Journal, JournalError, LocalJournal, LocalJournalOptions, Position};
 use opentrail_lake::{LakeWriter, ParquetLake, QueryEngine, QueryService};
 use opentrail_model::EventRecord;
@@ -31,6 +32,8 @@ pub enum OpenError {
     Buckets(#[from] BucketError),
     #[error(transparent)]
     Lake(#[from] opentrail_lake::LakeError),
+    #[error(transparent)]
+    Insights(#[from] opentrail_insights::InsightsError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot create data directory {path}: {source}")]
@@ -112,7 +115,7 @@ impl OpenTrail {
     }
 
     /// Opens the data directory: `journal/`, `history.redb`, `control.sqlite`, `buckets/`,
-    /// `lake/`.
+    /// `lake/`, `insights.sqlite`.
     pub fn open_with(
         data_dir: &Path,
         credentials: Credentials,
@@ -144,7 +147,16 @@ impl OpenTrail {
             data_dir.join("lake").join("results"),
             lake::QUERY_TIMEOUT,
         )?);
-        let consumers = Arc::new(crate::consumers::register(journal.clone(), &history, &worker, &lake_writer));
+        let insight_store = Arc::new(InsightStore::open(&data_dir.join("insights.sqlite"))?);
+        let insights = Arc::new(InsightsConsumer::new(
+            journal.clone(),
+            insight_store.clone(),
+            Arc::new(crate::insights::ControlSelections { store: store.clone() }),
+            options.insights.clone(),
+            opentrail_insights::system_clock(),
+        ));
+        let consumers =
+            Arc::new(crate::consumers::register(journal.clone(), &history, &worker, &lake_writer, &insights));
         Ok(Arc::new(Self {
             journal,
             history,
@@ -155,6 +167,7 @@ impl OpenTrail {
             lake_writer,
             lake_tables,
             queries,
+            insight_store,
             consumers,
             credentials,
         }))

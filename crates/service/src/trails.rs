@@ -275,7 +275,7 @@ fn parse_trail_arn(text: &str) -> ServiceResult<(Region, String, String)> {
 }
 
 /// Finds a trail by name (homed in, or shadowed into, the caller's Region) or by ARN.
-fn resolve<'t>(caller: &Caller, trails: &'t [Trail], name_or_arn: &str) -> ServiceResult<&'t Trail> {
+pub(crate) fn resolve<'t>(caller: &Caller, trails: &'t [Trail], name_or_arn: &str) -> ServiceResult<&'t Trail> {
     if name_or_arn.starts_with("arn:") {
         let (region, account, name) = parse_trail_arn(name_or_arn)?;
         return trails
@@ -646,15 +646,19 @@ impl TrailOps<'_> {
         input.trail_name.as_deref().ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))
     }
 
+    /// Insights on a trail. A call without TrailName names an event data store and is the Lake
+    /// operations' (dispatch routes it there); one with both is refused here.
     pub fn put_insight_selectors(&mut self, input: PutInsightSelectorsInput) -> ServiceResult<Value> {
         if input.event_data_store.is_some() || input.insights_destination.is_some() {
             return Err(err(
-                ErrorCode::UnsupportedOperation,
-                "Insights on event data stores are not available in this OpenTrail version; pass TrailName.",
+                ErrorCode::InvalidParameterCombination,
+                "Give TrailName, or EventDataStore and InsightsDestination, not both.",
             ));
         }
-        let name =
-            input.trail_name.clone().ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName is required."))?;
+        let name = input
+            .trail_name
+            .clone()
+            .ok_or_else(|| err(ErrorCode::InvalidParameter, "TrailName or EventDataStore is required."))?;
         selectors::validate_insight_selectors(&input.insight_selectors)
             .map_err(|e| err(ErrorCode::InvalidInsightSelectors, e.0))?;
         let caller = self.caller;
@@ -668,6 +672,9 @@ impl TrailOps<'_> {
     }
 
     pub fn get_insight_selectors(&mut self, input: TrailNameInput) -> ServiceResult<Value> {
+        if input.trail_name.is_some() && input.event_data_store.is_some() {
+            return Err(err(ErrorCode::InvalidParameterCombination, "Give TrailName or EventDataStore, not both."));
+        }
         let name = self.trail_name_only(&input)?;
         let trails = self.load()?;
         let trail = resolve(self.caller, &trails, name)?;

@@ -1,18 +1,20 @@
-//! CloudTrail Lake operations: event data stores, queries, channels, resource policies and
-//! imports.
+//! CloudTrail Lake operations: event data stores, queries, channels, resource policies,
+//! imports and Insights on event data stores.
 //!
 //! Like trails, an account's Lake resources are read with a version, decided on, and written back
 //! conditioned on it, so name checks, quotas and cross-resource rules (a store a channel still
 //! uses cannot be deleted) are atomic.
 //!
 //! One file per family of operations: `stores` (event data stores), `queries`, `channels`,
-//! `policy` (channels' resource policies), `imports` (the operations) and `import_runs` (running
-//! an import: on the server as a task, or from the command line). They share [`LakeOps`] and its
+//! `policy` (channels' resource policies), `imports` (the operations), `import_runs` (running
+//! an import: on the server as a task, or from the command line) and `insights` (Insights
+//! selectors of a source store and its destination). They share [`LakeOps`] and its
 //! read-decide-write loop, here.
 
 mod channels;
 mod import_runs;
 mod imports;
+mod insights;
 mod policy;
 mod queries;
 mod stores;

@@ -142,6 +142,8 @@ impl LakeOps<'_> {
                 } else {
                     Vec::new()
                 },
+                insight_selectors: Vec::new(),
+                insights_destination: None,
             };
             Self::note_store(resources, &store);
             Ok((vec![put_store(&store)?], store_shape(&store, true, false)))
@@ -220,6 +222,14 @@ impl LakeOps<'_> {
                     ErrorCode::InvalidEventSelectors,
                     "An event data store's category cannot change: events from outside AWS and CloudTrail events live in different stores.",
                 ));
+            }
+            // A source of Insights must go on logging the management events its Insights count.
+            if let Some(selectors) = &input.advanced_event_selectors
+                && !store.insight_selectors.is_empty()
+            {
+                let mut updated = store.clone();
+                updated.advanced_event_selectors = selectors.clone();
+                super::insights::check_insight_source(&updated, &store.insight_selectors)?;
             }
             if let Some(mode) = &input.billing_mode {
                 if store.billing_mode == EXTENDABLE_RETENTION_PRICING && mode == FIXED_RETENTION_PRICING {
@@ -317,10 +327,13 @@ impl LakeOps<'_> {
         let position = self.journal.committed_end();
         self.mutate(|state, resources| {
             let mut store = Self::find_store(&state.stores, &input.event_data_store)?.clone();
+            // CloudTrail starts and stops ingestion on stores of Management, Data,
+            // NetworkActivity or ConfigurationItem events only: an Insights store receives what
+            // its source's Insights produce, and is controlled through the source.
             if !matches!(store.category(), StoreCategory::CloudTrailEvents) {
                 return Err(err(
                     ErrorCode::InvalidEventDataStoreCategory,
-                    "Ingestion can only be started or stopped on stores of CloudTrail events.",
+                    "Ingestion can only be started or stopped on stores of CloudTrail events; Insights events follow the source store's Insights selectors.",
                 ));
             }
             let expected = if start { StoreStatus::StoppedIngestion } else { StoreStatus::Enabled };
