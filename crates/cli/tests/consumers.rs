@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
+/// The consumers every account shares (they name nobody).
+const SHARED: [&str; 3] = ["event-history", "lake-writer", "insights"];
+
 fn status(server: &TestServer, key: (&str, &str)) -> Value {
     let response = signed_get(server, "/opentrail/status", Some(Signing { key, ..Signing::now() }));
     assert_eq!(response.status, 200, "{:?}", response.body);
@@ -51,12 +54,12 @@ async fn status_reports_each_consumers_lag_and_each_logging_trail() {
         cloudtrail.list_trails().send().await.unwrap();
     }
 
-    // Event History and the Lake writer follow the journal; status reads are not recorded, so
+    // Event History, the Lake writer and Insights follow the journal; status reads are not recorded, so
     // they stay caught up while the test polls.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mine = loop {
         let mine = status(&server, ROOT_A);
-        if consumer(&mine, "event-history")["CaughtUp"] == true && consumer(&mine, "lake-writer")["CaughtUp"] == true {
+        if SHARED.iter().all(|name| consumer(&mine, name)["CaughtUp"] == true) {
             break mine;
         }
         assert!(Instant::now() < deadline, "the shared consumers never caught up: {mine}");
@@ -64,7 +67,7 @@ async fn status_reports_each_consumers_lag_and_each_logging_trail() {
     };
     let end = mine["Journal"]["CommittedEnd"].as_u64().unwrap();
     assert!(end > 0);
-    for name in ["event-history", "lake-writer"] {
+    for name in SHARED {
         let shared = consumer(&mine, name);
         assert_eq!(shared["Restarts"], 0, "{shared}");
         let cursor = &shared["Cursors"][0];
@@ -105,7 +108,7 @@ async fn status_reports_each_consumers_lag_and_each_logging_trail() {
     let table = opentrail_status(&server, &[]);
     let trail_line = table.lines().find(|line| line.contains(&arn)).unwrap_or_else(|| panic!("{table}"));
     assert!(trail_line.starts_with("trail-delivery") && trail_line.contains(" no "), "{table}");
-    for name in ["event-history", "lake-writer"] {
+    for name in SHARED {
         let line = table.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{table}"));
         assert!(line.contains(" yes "), "{table}");
     }

@@ -460,6 +460,26 @@ fn the_same_flow_with_the_aws_cli() {
     assert!(states.contains(&"Start".to_owned()) && states.contains(&"End".to_owned()));
     assert!(found.iter().all(|e| e["EventName"] == scenario.burst.1.as_str()));
 
+    // The operator's view: `opentrail insights list` and `show`.
+    let opentrail_cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_opentrail"))
+            .args(args)
+            .args(["--region", REGION, "--endpoint-url", &server.endpoint])
+            .env("AWS_ACCESS_KEY_ID", ROOT_A.0)
+            .env("AWS_SECRET_ACCESS_KEY", ROOT_A.1)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "opentrail {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = opentrail_cli(&["insights", "list", "--since", "7d"]);
+    assert!(listed.contains(&scenario.burst.1) && listed.contains("AccessDenied"), "{listed}");
+    assert!(listed.contains("2 insights (0 open)"), "{listed}");
+    let record: Value = serde_json::from_str(found[0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+    let shown = opentrail_cli(&["insights", "show", record["sharedEventID"].as_str().unwrap()]);
+    assert!(shown.contains("<- insight starts") && shown.contains(ATTACKER), "{shown}");
+
     let metric = in_region(&[
         "cloudtrail",
         "list-insights-metric-data",

@@ -550,6 +550,12 @@ mod tests {
         .unwrap();
         insight["eventType"] = json!("AwsCloudTrailInsight");
         insight["eventCategory"] = json!("Insight");
+        // An Insights record names the API it is about in insightDetails, not at the top level.
+        let insight_object = insight.as_object_mut().unwrap();
+        insight_object.remove("eventName");
+        insight_object.remove("eventSource");
+        insight["insightDetails"] = json!({"state": "Start", "eventSource": "cloudtrail.amazonaws.com",
+                                           "eventName": "CreateTrail", "insightType": "ApiCallRateInsight"});
         let insight = EventRecord::new(account("111111111111"), region(), insight).unwrap().encode();
         let f = fixture(vec![record("111111111111", 0, "GetTrail", 0), insight]).await;
         assert_eq!(ids(&f.index.lookup(&query("111111111111")).unwrap()), vec!["id-0"]);

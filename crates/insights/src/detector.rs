@@ -263,11 +263,14 @@ struct Series {
 }
 
 impl Series {
-    fn new(key: SeriesKey, minute: Minute) -> Self {
+    /// A series seen for the first time (or again after it was forgotten as idle) had no calls
+    /// in the minutes before: its recent minutes start as zeros, so a burst of a new API or a
+    /// new error code is judged at once.
+    fn new(key: SeriesKey, minute: Minute, params: &InsightParams) -> Self {
         Self {
             key,
             pending: BTreeMap::new(),
-            recent: VecDeque::new(),
+            recent: std::iter::repeat_with(MinuteTally::default).take(params.recent_minutes()).collect(),
             hour: HourTally { hour: minute.div_euclid(60), ..Default::default() },
             hours: VecDeque::new(),
             base_count: 0,
@@ -469,9 +472,10 @@ impl Detector {
             }
             let series = match region.series.get_mut(buffer.as_str()) {
                 Some(series) => series,
-                None => {
-                    region.series.entry(buffer.clone()).or_insert_with(|| Series::new(kind.into_key(call), call.minute))
-                }
+                None => region
+                    .series
+                    .entry(buffer.clone())
+                    .or_insert_with(|| Series::new(kind.into_key(call), call.minute, &self.params)),
             };
             let tally = series.pending.entry(call.minute).or_default();
             tally.count += 1;

@@ -42,7 +42,7 @@ impl Default for InsightParams {
         Self {
             baseline_minutes: 7 * 24 * 60,
             window_minutes: 5,
-            spike_factor: 4.0,
+            spike_factor: 3.0,
             spike_sigmas: 6.0,
             min_rate: 5.0,
             drop_window_minutes: 15,

@@ -14,7 +14,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
-use crate::detector::Minute;
+use opentrail_model::{AccountId, EventRecord, Region};
+
+use crate::consumer::observe;
+use crate::detector::{Detector, InsightEvent, InsightType, Minute};
+use crate::params::InsightParams;
 use crate::record::minute_time;
 
 /// One call shape from the real records.
@@ -263,6 +267,28 @@ pub fn generate(pool: &Pool, traffic: &Traffic, mut emit: impl FnMut(Value)) {
             emit(Value::Object(record));
         }
     }
+}
+
+/// Runs the traffic through a detector the way the consumer does (journal envelope, the fast
+/// record view), with every type selected. Returns each Start and End with the minute of the
+/// record whose arrival raised it: the detection time.
+pub fn detect(pool: &Pool, traffic: &Traffic, params: InsightParams) -> Vec<(InsightEvent, Minute)> {
+    let mut detector = Detector::new(params);
+    let gate = |_: &str, _: &str, _: InsightType| true;
+    let account = AccountId::parse(&traffic.account).expect("a 12-digit account");
+    let region = Region::parse(&traffic.region).expect("a Region name");
+    let mut raised = Vec::new();
+    generate(pool, traffic, |record| {
+        let minute = record["eventTime"]
+            .as_str()
+            .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+            .map_or(0, |time| time.timestamp().div_euclid(60));
+        let payload = EventRecord::new(account.clone(), region.clone(), record).expect("a valid record").encode();
+        observe(&mut detector, &payload, &gate);
+        let (events, _) = detector.take_output();
+        raised.extend(events.into_iter().map(|event| (event, minute)));
+    });
+    raised
 }
 
 #[cfg(test)]

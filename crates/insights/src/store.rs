@@ -10,7 +10,7 @@ use opentrail_journal::Position;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::InsightsError;
-use crate::detector::{InsightType, Point, SeriesKey};
+use crate::detector::{Point, SeriesKey};
 
 /// The periods the series are kept at, with how long (AWS: 60-second points for 15 days,
 /// 300-second for 63 days, 3600-second for 90 days).
@@ -214,20 +214,6 @@ impl InsightStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Whether an account has any series of this type in a Region (a key never seen has no
-    /// points, which is not an error).
-    pub fn has_type(&self, account: &str, region: &str, insight_type: InsightType) -> Result<bool, InsightsError> {
-        let found = self
-            .lock()
-            .query_row(
-                "SELECT 1 FROM series WHERE account = ?1 AND region = ?2 AND insight_type = ?3 LIMIT 1",
-                params![account, region, insight_type.name()],
-                |_| Ok(()),
-            )
-            .optional()?;
-        Ok(found.is_some())
-    }
-
     /// Drops points past their period's retention, measured back from `now` (seconds).
     pub fn expire(&self, now: i64) -> Result<usize, InsightsError> {
         let connection = self.lock();
@@ -243,6 +229,7 @@ impl InsightStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detector::InsightType;
 
     fn key() -> SeriesKey {
         SeriesKey {

@@ -162,7 +162,7 @@ async fn an_outbox_left_by_a_crash_is_appended_exactly_once() {
     };
     // "appended" made it into the journal before the crash; "lost" did not.
     let end = journal.committed_end();
-    let (_, _, snapshot) = (0, 0, consumer_snapshot(dir.path()));
+    let snapshot = consumer_snapshot(dir.path());
     let store = InsightStore::open(&dir.path().join("insights.sqlite")).unwrap();
     store.commit(end, &snapshot, &[], &[pending("appended", end), pending("lost", end)]).unwrap();
     let appended =
@@ -172,9 +172,9 @@ async fn an_outbox_left_by_a_crash_is_appended_exactly_once() {
     journal.append(vec![appended]).await.unwrap();
     drop(store);
 
-    let (journal2, consumer) = (journal.clone(), open_consumer(dir.path(), journal.clone()));
+    let consumer = open_consumer(dir.path(), journal.clone());
     run_until_idle(&consumer).await;
-    let ids: Vec<String> = insights_in(&journal2).into_iter().map(|(_, _, id)| id).collect();
+    let ids: Vec<String> = insights_in(&journal).into_iter().map(|(_, _, id)| id).collect();
     assert_eq!(ids, ["appended", "lost"]);
     assert!(consumer.store().pending().unwrap().is_empty());
 }

@@ -3,10 +3,8 @@
 //! AccessDenied errors (exactly two insights, opened and closed), the steady week alone (none),
 //! and a steady rate that stops (one). Skipped, and says so, where the data is not there.
 
-use opentrail_insights::consumer::observe;
-use opentrail_insights::replay::{Injection, Pool, Traffic, generate};
-use opentrail_insights::{Detector, InsightEvent, InsightParams, InsightState, InsightType, Minute};
-use opentrail_model::{AccountId, EventRecord, Region};
+use opentrail_insights::replay::{Injection, Pool, Traffic, detect};
+use opentrail_insights::{InsightEvent, InsightParams, InsightState, InsightType, Minute};
 
 const ACCOUNT: &str = "111111111111";
 const REGION: &str = "eu-west-1";
@@ -29,14 +27,7 @@ fn monday() -> Minute {
 }
 
 fn replay(pool: &Pool, traffic: &Traffic) -> Vec<InsightEvent> {
-    let mut detector = Detector::new(InsightParams::default());
-    let gate = |_: &str, _: &str, _: InsightType| true;
-    let (account, region) = (AccountId::parse(ACCOUNT).unwrap(), Region::parse(REGION).unwrap());
-    generate(pool, traffic, |record| {
-        let payload = EventRecord::new(account.clone(), region.clone(), record).unwrap().encode();
-        observe(&mut detector, &payload, &gate);
-    });
-    detector.take_output().0
+    detect(pool, traffic, InsightParams::default()).into_iter().map(|(event, _)| event).collect()
 }
 
 fn summary(events: &[InsightEvent]) -> Vec<String> {
@@ -136,7 +127,6 @@ fn a_steady_rate_that_stops_raises_one_insight() {
     let stop = start + 7 * DAY + 14 * 60;
     traffic.injections = vec![Injection::Drop { template, start: stop, minutes: 60 }];
     let events = replay(&pool, &traffic);
-    println!("{:#?}", summary(&events));
     assert_eq!(events.len(), 2, "{:#?}", summary(&events));
     let (drop_start, drop_end) = (&events[0], &events[1]);
     assert_eq!((drop_start.state, drop_end.state), (InsightState::Start, InsightState::End));
