@@ -28,8 +28,11 @@ use crate::store::{InsightStore, Pending};
 pub const CONSUMER_NAME: &str = "insights";
 /// How much journal one round reads at most.
 const ROUND_BYTES: usize = 8 * 1024 * 1024;
-/// How often the detector's state is committed while records keep coming.
-const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// How often the detector's state is committed while records keep coming (catching up): the
+/// snapshot is the whole detector, so committing it costs about as much as a second of counting;
+/// a crash repeats at most this much work. A caught-up round, or one that raised an insight,
+/// commits at once.
+const COMMIT_EVERY: Duration = Duration::from_secs(10);
 /// A Region whose latest call is this recent (minutes) follows the wall clock when idle.
 const LIVE_WITHIN_MINUTES: i64 = 60;
 /// How long a loaded set of selections is trusted.
