@@ -160,3 +160,22 @@ impl OpenTrail {
         }
     }
 }
+
+/// The call every unit test of the service makes: account 123456789012's root in us-east-1.
+#[cfg(test)]
+pub(crate) fn test_call_info() -> CallInfo {
+    use opentrail_model::{AccountId, Principal, PrincipalKind, Region};
+    CallInfo {
+        caller: Caller {
+            principal: Principal {
+                account: AccountId::parse("123456789012").unwrap(),
+                access_key_id: "AKIAEXAMPLE".into(),
+                kind: PrincipalKind::Root,
+            },
+            region: Region::parse("us-east-1").unwrap(),
+        },
+        source_ip: "127.0.0.1".into(),
+        user_agent: None,
+        request_id: "req-1".into(),
+    }
+}

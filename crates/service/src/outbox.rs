@@ -258,27 +258,11 @@ impl RecordLog for JournalLog<'_> {
 
 #[cfg(test)]
 mod tests {
-    use opentrail_model::{EventRecord, Principal, PrincipalKind, Region};
+    use opentrail_model::EventRecord;
     use serde_json::json;
 
     use super::*;
-    use crate::{Caller, Credentials};
-
-    fn info() -> CallInfo {
-        CallInfo {
-            caller: Caller {
-                principal: Principal {
-                    account: AccountId::parse("123456789012").unwrap(),
-                    access_key_id: "AKIAEXAMPLE".into(),
-                    kind: PrincipalKind::Root,
-                },
-                region: Region::parse("us-east-1").unwrap(),
-            },
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            request_id: "req-1".into(),
-        }
-    }
+    use crate::Credentials;
 
     fn journal_payloads(service: &OpenTrail) -> Vec<Vec<u8>> {
         let batch = service.journal.read_from(0, usize::MAX / 2).unwrap();
@@ -297,7 +281,7 @@ mod tests {
         };
         recorder.apply_lake_changes(
             service.store.as_ref(),
-            &info().caller.principal.account,
+            &crate::test_call_info().caller.principal.account,
             version,
             &[LakeChange::Put(document)],
             &json!({"ChannelArn": "arn:c"}),
@@ -310,7 +294,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let service = open(dir.path());
         let input = json!({"Name": "c"});
-        let recorder = CallRecorder::new(&info(), "CreateChannel", Some(&input), service.journal.clone());
+        let recorder =
+            CallRecorder::new(&crate::test_call_info(), "CreateChannel", Some(&input), service.journal.clone());
         // A conflict commits nothing and leaves the recorder free for the retry.
         assert!(matches!(put_channel(&recorder, &service, 5), Err(StoreError::Conflict)));
         put_channel(&recorder, &service, 0).unwrap();
@@ -337,11 +322,11 @@ mod tests {
             let service = open(dir.path());
             // Two committed changes whose calls "crashed": the first after its append, the
             // second before it.
-            let recorder = CallRecorder::new(&info(), "CreateChannel", None, service.journal.clone());
+            let recorder = CallRecorder::new(&crate::test_call_info(), "CreateChannel", None, service.journal.clone());
             put_channel(&recorder, &service, 0).unwrap();
             let first = recorder.take_committed().unwrap();
             append_committed(service.journal.as_ref(), &first.payload).await.unwrap();
-            let recorder = CallRecorder::new(&info(), "UpdateChannel", None, service.journal.clone());
+            let recorder = CallRecorder::new(&crate::test_call_info(), "UpdateChannel", None, service.journal.clone());
             put_channel(&recorder, &service, 1).unwrap();
             let second = recorder.take_committed().unwrap();
             (first.payload, second.payload)

@@ -146,26 +146,7 @@ impl LakeOps<'_> {
 
 #[cfg(test)]
 mod tests {
-    use opentrail_model::{AccountId, Principal, PrincipalKind, Region};
-    use opentrail_operations::CallInfo;
-
-    use crate::{Caller, Credentials, OpenTrail};
-
-    fn info() -> CallInfo {
-        CallInfo {
-            caller: Caller {
-                principal: Principal {
-                    account: AccountId::parse("123456789012").unwrap(),
-                    access_key_id: "AKIAEXAMPLE".into(),
-                    kind: PrincipalKind::Root,
-                },
-                region: Region::parse("us-east-1").unwrap(),
-            },
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            request_id: "req-1".into(),
-        }
-    }
+    use crate::{Credentials, OpenTrail};
 
     struct Service {
         _dir: tempfile::TempDir,
@@ -183,7 +164,7 @@ mod tests {
         /// The call's answer, or its error code.
         async fn call(&self, operation: &str, input: serde_json::Value) -> Result<serde_json::Value, String> {
             let body = serde_json::to_vec(&input).unwrap();
-            let outcome = self.service.handle_call(info(), operation, &body).await.unwrap();
+            let outcome = self.service.handle_call(crate::test_call_info(), operation, &body).await.unwrap();
             outcome.map_err(|error| error.code.aws_type().to_string())
         }
 
