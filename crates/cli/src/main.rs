@@ -7,7 +7,9 @@ mod journal;
 mod lookup;
 mod put_events;
 mod query;
+mod record_file;
 mod rotate_master_key;
+mod sigma;
 mod status;
 mod times;
 mod validate_logs;
@@ -98,6 +100,8 @@ enum Command {
     /// CloudTrail Insights of a running OpenTrail: `list` the insights, `show` one with its
     /// metric series as a chart and its attributions.
     Insights(insights::InsightsArgs),
+    /// Sigma rules offline: `test` prints which records of a file the rules match (no server).
+    Sigma(sigma::SigmaArgs),
 }
 
 /// Crates that log requests, headers, presigned query strings or computed signatures below
@@ -161,6 +165,7 @@ fn main() -> Result<()> {
         Command::RotateMasterKey(args) => rotate_master_key::run(args),
         Command::Status(args) => status::run(args),
         Command::Insights(args) => insights::run(args),
+        Command::Sigma(args) => sigma::run(args),
         Command::Journal(args) => {
             if !journal::run(args)? {
                 std::process::exit(1);

@@ -2,7 +2,6 @@
 //! append path the API uses.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,35 +13,12 @@ use opentrail_model::{AccountId, EventRecord, Region};
 use opentrail_service::EventLog;
 use serde_json::Value;
 
+use crate::record_file::read_records;
+
 const BATCH: usize = 1000;
 
-/// Reads the records of a JSON-lines file or a CloudTrail log file (`{"Records": [...]}`),
-/// gzipped or not.
-fn read_records(path: &Path) -> Result<Vec<Value>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_string(&mut text).context("invalid gzip data")?;
-        text
-    } else {
-        String::from_utf8(raw).context("the file is not UTF-8 text")?
-    };
-    if let Ok(Value::Object(document)) = serde_json::from_str::<Value>(&text)
-        && let Some(Value::Array(records)) = document.get("Records")
-    {
-        return Ok(records.clone());
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(number, line)| {
-            serde_json::from_str(line).with_context(|| format!("line {}: not valid JSON", number + 1))
-        })
-        .collect()
-}
-
 pub async fn run(file: &Path, data_dir: &Path, account: Option<&str>, region: &str) -> Result<()> {
-    let records = read_records(file)?;
+    let records: Vec<Value> = read_records(file)?.into_iter().map(|(_, record)| record).collect();
     let override_account = account.map(AccountId::parse).transpose().context("--account must be 12 digits")?;
     let fallback_region = Region::parse(region).context("--region is not a Region name")?;
 

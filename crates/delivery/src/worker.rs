@@ -43,7 +43,7 @@ use opentrail_journal::{Journal, Position};
 use opentrail_model::Trail;
 use opentrail_model::record::{RecordView, format_event_time, split_envelope};
 use opentrail_model::regions::is_cloudtrail_region;
-use opentrail_model::selectors::{advanced_selects, basic_selects};
+use opentrail_model::trail::Selected;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -211,31 +211,12 @@ fn ms_to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// Which of the trail's files a record goes to, if any. Only records of the trail's account and
-/// of a Region it covers; then events by the event selectors, and Insights events by the
-/// Insights selectors alone. Insights records never pass through event selectors: they are not
-/// calls the trail logs but CloudTrail's analysis of them, and they have no eventName,
-/// eventSource or readOnly at the top level for a selector to match.
+/// Which of the trail's files a record goes to, if any ([`Trail::selects`]).
 fn trail_selects(trail: &Trail, account: &str, region: &str, record: &Value) -> Option<LogKind> {
-    if account != trail.account.as_str() || !(trail.is_multi_region_trail || region == trail.home_region.as_str()) {
-        return None;
-    }
-    // A Region CloudTrail does not have would open a digest chain nobody can ever validate.
-    if !is_cloudtrail_region(region) {
-        return None;
-    }
-    // Read after the cheap checks above, which turn away most records of other trails.
-    if record.as_object().is_some_and(|map| RecordView::from_map(map).is_insight()) {
-        let insight_type = record.pointer("/insightDetails/insightType").and_then(Value::as_str)?;
-        let wanted =
-            trail.insight_selectors.iter().any(|selector| selector.insight_type.as_deref() == Some(insight_type));
-        return wanted.then_some(LogKind::Insights);
-    }
-    let selected = match &trail.advanced_event_selectors {
-        Some(advanced) => advanced_selects(advanced, record),
-        None => basic_selects(&trail.effective_event_selectors(), record),
-    };
-    selected.then_some(LogKind::Events)
+    trail.selects(account, region, record).map(|selected| match selected {
+        Selected::Event => LogKind::Events,
+        Selected::Insight => LogKind::Insights,
+    })
 }
 
 /// Selected records by Region and kind of file, as (JSON bytes, event time). Ordered by Region
